@@ -1,0 +1,182 @@
+/**
+ * One service in its own unprivileged LXD container: a static address from the host's address
+ * plan, persistent storage volumes, proxy devices for public ports, cloud-init user-data that
+ * installs the software, writes the rendered configuration and a default-drop firewall, and a
+ * Consul catalog entry so that the ingress proxy and other services can find it.
+ * Every module's deployment construct is built from this one.
+ */
+import { Construct } from "constructs";
+import { Instance, InstanceDevice } from "../gen/providers/lxd/instance";
+import { StorageVolume } from "../gen/providers/lxd/storage-volume";
+import { Node } from "../gen/providers/consul/node";
+import { Service } from "../gen/providers/consul/service";
+import type { Host } from "../lib/host";
+import type { StaticAddress } from "../lib/address-plan";
+import { renderCloudInit, CloudInitFile } from "../lib/render/cloud-init";
+import { renderNftables, FirewallRule } from "../lib/render/nftables";
+
+/** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */
+export const STOCK_IMAGE = "images:debian/12/cloud";
+
+export interface PersistentVolume {
+  /** Short name, unique within the container; the LXD volume is `<container>-<name>`. */
+  readonly name: string;
+  /** Mount point inside the container. */
+  readonly path: string;
+}
+
+export interface PublicPort {
+  readonly protocol: "tcp" | "udp";
+  /** A port or an inclusive [first, last] range, the same on the host and in the container. */
+  readonly port: number | readonly [number, number];
+}
+
+export interface CatalogService {
+  readonly name: string;
+  readonly port: number;
+  /** @default none */
+  readonly tags?: string[];
+}
+
+export interface ServiceContainerProps {
+  readonly host: Host;
+  /** Container name; prefixed by the project or module id by the caller. */
+  readonly name: string;
+  /** Last octet of the static address (also the last IPv6 hextet). */
+  readonly hostPart: number;
+  /** Prop path of the host part, for error messages. @default "<name>.hostPart" */
+  readonly hostPartProp?: string;
+  /**
+   * Image to launch. When set, the image is assumed to carry the software already and no
+   * packages are installed (cloud-init then works offline).
+   * @default STOCK_IMAGE, with `packages` installed by cloud-init
+   */
+  readonly image?: string;
+  /** Debian packages the stock image needs. @default none */
+  readonly packages?: readonly string[];
+  /** Commands that bring the stock image up to what a pre-built image carries (downloads etc.). @default none */
+  readonly stockImageCommands?: readonly string[];
+  readonly files?: readonly CloudInitFile[];
+  /** Commands run once at first boot, after files are written. @default none */
+  readonly commands?: readonly string[];
+  /** Ports the service accepts; everything else is dropped. */
+  readonly firewall: readonly FirewallRule[];
+  /** @default none */
+  readonly volumes?: readonly PersistentVolume[];
+  /** Ports forwarded from the host's public addresses by LXD proxy devices. @default none */
+  readonly publicPorts?: readonly PublicPort[];
+  /** Consul catalog entry. @default none */
+  readonly service?: CatalogService;
+  /**
+   * Refuse to destroy the persistent volumes (`prevent_destroy`), so that a careless
+   * `destroy` cannot drop data silently.
+   * @default true
+   */
+  readonly protectData?: boolean;
+  /** Resource limits such as `{ cpu: "2", memory: "2GiB" }`. @default none */
+  readonly limits?: Record<string, string>;
+}
+
+export class ServiceContainer extends Construct {
+  readonly instance: Instance;
+  readonly address: StaticAddress;
+  readonly name: string;
+  readonly volumes: StorageVolume[];
+  /** The Consul service name, when registered. */
+  readonly serviceName?: string;
+  /** The rendered user-data, for tests and validators. */
+  readonly userData: string;
+
+  constructor(scope: Construct, id: string, props: ServiceContainerProps) {
+    super(scope, id);
+    const { host } = props;
+    this.name = props.name;
+    this.address = host.addresses.reserve(props.name, props.hostPart, props.hostPartProp);
+    const prebuilt = props.image !== undefined;
+
+    this.userData = renderCloudInit({
+      packages: prebuilt ? [] : props.packages,
+      files: [...(props.files ?? []), { path: "/etc/nftables.conf", content: renderNftables({ rules: props.firewall }), permissions: "0755" }],
+      commands: [
+        ...(prebuilt ? [] : (props.stockImageCommands ?? [])),
+        "systemctl enable nftables",
+        "nft -f /etc/nftables.conf",
+        ...(props.commands ?? []),
+      ],
+    });
+
+    this.volumes = (props.volumes ?? []).map(
+      (v) =>
+        new StorageVolume(this, `volume-${v.name}`, {
+          name: `${props.name}-${v.name}`,
+          pool: host.lxd.storagePool,
+          project: host.lxd.project,
+          lifecycle: { preventDestroy: props.protectData ?? true },
+        }),
+    );
+
+    const devices: InstanceDevice[] = [
+      {
+        name: "eth0",
+        type: "nic",
+        properties: {
+          network: host.networkName,
+          "ipv4.address": this.address.ipv4,
+          ...(this.address.ipv6 ? { "ipv6.address": this.address.ipv6 } : {}),
+        },
+      },
+      ...(props.volumes ?? []).map((v, i) => ({
+        name: `data-${v.name}`,
+        type: "disk",
+        properties: { pool: host.lxd.storagePool, source: this.volumes[i].name, path: v.path },
+      })),
+      ...proxyDevices(host, this.address, props.publicPorts ?? []),
+    ];
+
+    this.instance = new Instance(this, "instance", {
+      name: props.name,
+      image: props.image ?? STOCK_IMAGE,
+      project: host.lxd.project,
+      profiles: host.lxd.profiles,
+      target: host.lxd.target,
+      config: {
+        "security.privileged": "false",
+        "cloud-init.user-data": this.userData,
+        ...Object.fromEntries(Object.entries(props.limits ?? {}).map(([k, v]) => [`limits.${k}`, v])),
+      },
+      device: devices,
+      waitFor: [{ type: "ipv4" }],
+    });
+
+    if (props.service) {
+      this.serviceName = props.service.name;
+      const node = new Node(this, "catalog-node", { name: props.name, address: this.address.ipv4 });
+      new Service(this, "catalog-service", {
+        name: props.service.name,
+        nodeAttribute: node.name,
+        address: this.address.ipv4,
+        port: props.service.port,
+        tags: props.service.tags,
+      });
+    }
+  }
+}
+
+function proxyDevices(host: Host, address: StaticAddress, ports: readonly PublicPort[]): InstanceDevice[] {
+  const listeners: { family: string; listen: string; connect: string }[] = [
+    { family: "v4", listen: host.publicIpv4, connect: address.ipv4 },
+  ];
+  if (host.publicIpv6 && address.ipv6) {
+    listeners.push({ family: "v6", listen: `[${host.publicIpv6}]`, connect: `[${address.ipv6}]` });
+  }
+  return listeners.flatMap(({ family, listen, connect }) =>
+    ports.map((p) => {
+      const port = typeof p.port === "number" ? String(p.port) : `${p.port[0]}-${p.port[1]}`;
+      return {
+        name: `proxy-${p.protocol}-${port}-${family}`,
+        type: "proxy",
+        properties: { listen: `${p.protocol}:${listen}:${port}`, connect: `${p.protocol}:${connect}:${port}`, nat: "true" },
+      };
+    }),
+  );
+}

@@ -1,0 +1,220 @@
+/**
+ * The description of one LXD + Consul host: how Terraform reaches its LXD daemon and Consul
+ * server, its container network (an IPv4 /24 and optionally an IPv6 /112) and the public
+ * addresses its proxy devices listen on. Every construct on the host takes the same `Host`,
+ * so its address plan sees every static address handed out on that host, across stacks.
+ */
+import { Problems, isPort } from "./problems";
+import { AddressPlan } from "./address-plan";
+
+export interface HostIpv6Props {
+  /** The /64 prefix as four hextets without a trailing `::`, e.g. `fd10:10:10:1`. */
+  readonly prefix: string;
+  /** The subnet hextet that, with the prefix, makes the /112 container network (`<prefix>::<subnet>:0/112`). @default "1" */
+  readonly subnet?: string;
+  /** The host's public IPv6 address; when set, proxy devices listen on it too. @default no public IPv6 listener */
+  readonly publicAddress?: string;
+}
+
+export interface HostLxdProps {
+  /** Name of the LXD remote in the provider configuration. @default the host id */
+  readonly remoteName?: string;
+  /** Address of the LXD API (`unix://`, `unix:///path/unix.socket` or `https://host:8443`). @default "unix://" (the local daemon) */
+  readonly address?: string;
+  /** Client certificate file for an `https` remote. @default none */
+  readonly clientCertificateFile?: string;
+  /** Client key file for an `https` remote. @default none */
+  readonly clientKeyFile?: string;
+  /** SHA-256 fingerprint of the remote's server certificate. @default none (the provider's own checks) */
+  readonly serverCertificateFingerprint?: string;
+  /** LXD project the instances and volumes live in. @default "default" */
+  readonly project?: string;
+  /** Storage pool for persistent volumes. @default "default" */
+  readonly storagePool?: string;
+  /** Profiles every instance gets. @default ["default"] */
+  readonly profiles?: string[];
+  /** Cluster member that runs the instances (LXD clusters). @default none (LXD chooses) */
+  readonly target?: string;
+  /** Simplestreams image server used for the stock images, named `images` in the provider. @default "https://images.lxd.canonical.com" */
+  readonly imageServer?: string;
+}
+
+export interface HostConsulProps {
+  /** `host:port` of the Consul server's HTTP API, reachable from Terraform and from the containers. @default "<ipv4NetworkPart>.1:8500" */
+  readonly address?: string;
+  /** @default "http" */
+  readonly scheme?: "http" | "https";
+  /** @default the host id */
+  readonly datacenter?: string;
+  /** Consul's DNS domain. @default "consul" */
+  readonly dnsDomain?: string;
+  /** Consul's DNS port on the server address. @default 8600 */
+  readonly dnsPort?: number;
+}
+
+export interface HostProps {
+  /** Letters and digits only; names the LXD network, remote and Consul datacenter by default. */
+  readonly hostId: string;
+  /** The first three octets of the container network's /24, e.g. `10.10.1`. The host is `.1`. */
+  readonly ipv4NetworkPart: string;
+  /** IPv6 for the container network. @default IPv4 only */
+  readonly ipv6?: HostIpv6Props;
+  /** The IPv4 address the proxy devices for public ports listen on (ryo's `host_control_ip`). */
+  readonly publicIpv4: string;
+  /** The public IPv4 address clients see, advertised by coturn as `external-ip`. @default publicIpv4 */
+  readonly externalIpv4?: string;
+  /** LXD bridge network the containers attach to. @default the host id */
+  readonly networkName?: string;
+  /** Host parts (last octet) that DHCP hands out and static addresses must avoid. @default { first: 100, last: 254 } */
+  readonly dhcpRange?: { readonly first: number; readonly last: number };
+  readonly lxd?: HostLxdProps;
+  readonly consul?: HostConsulProps;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const HEXTET = /^[0-9a-f]{1,4}$/;
+
+export function isIpv4(value: string): boolean {
+  return IPV4.test(value);
+}
+
+export function isIpv6(value: string): boolean {
+  if (!/^[0-9a-f:]+$/.test(value) || value.split("::").length > 2) return false;
+  const groups = value.split(":").filter((g) => g !== "");
+  return groups.every((g) => HEXTET.test(g)) && (value.includes("::") ? groups.length < 8 : groups.length === 8);
+}
+
+/** A validated host with derived addresses and its address plan. */
+export class Host {
+  readonly hostId: string;
+  readonly networkName: string;
+  readonly ipv4NetworkPart: string;
+  readonly ipv6Prefix?: string;
+  readonly ipv6Subnet: string;
+  readonly publicIpv4: string;
+  readonly externalIpv4: string;
+  readonly publicIpv6?: string;
+  readonly lxd: Required<Pick<HostLxdProps, "remoteName" | "address" | "project" | "storagePool" | "profiles" | "imageServer">> &
+    HostLxdProps;
+  readonly consul: Required<HostConsulProps>;
+  readonly addresses: AddressPlan;
+
+  constructor(props: HostProps) {
+    const problems = new Problems();
+    validateHostProps(props, problems);
+    problems.throwIfAny("invalid host description");
+
+    this.hostId = props.hostId;
+    this.networkName = props.networkName ?? props.hostId;
+    this.ipv4NetworkPart = props.ipv4NetworkPart;
+    this.ipv6Prefix = props.ipv6?.prefix;
+    this.ipv6Subnet = props.ipv6?.subnet ?? "1";
+    this.publicIpv4 = props.publicIpv4;
+    this.externalIpv4 = props.externalIpv4 ?? props.publicIpv4;
+    this.publicIpv6 = props.ipv6?.publicAddress;
+    this.lxd = {
+      ...props.lxd,
+      remoteName: props.lxd?.remoteName ?? props.hostId,
+      address: props.lxd?.address ?? "unix://",
+      project: props.lxd?.project ?? "default",
+      storagePool: props.lxd?.storagePool ?? "default",
+      profiles: props.lxd?.profiles ?? ["default"],
+      imageServer: props.lxd?.imageServer ?? "https://images.lxd.canonical.com",
+    };
+    this.consul = {
+      address: props.consul?.address ?? `${this.gatewayIpv4}:8500`,
+      scheme: props.consul?.scheme ?? "http",
+      datacenter: props.consul?.datacenter ?? props.hostId,
+      dnsDomain: props.consul?.dnsDomain ?? "consul",
+      dnsPort: props.consul?.dnsPort ?? 8600,
+    };
+    this.addresses = new AddressPlan(this, props.dhcpRange ?? { first: 100, last: 254 });
+  }
+
+  get dualStack(): boolean {
+    return this.ipv6Prefix !== undefined;
+  }
+
+  /** The host's own address on the container network. */
+  get gatewayIpv4(): string {
+    return `${this.ipv4NetworkPart}.1`;
+  }
+
+  get gatewayIpv6(): string | undefined {
+    return this.ipv6Prefix && this.ipv6(1);
+  }
+
+  ipv4(hostPart: number): string {
+    return `${this.ipv4NetworkPart}.${hostPart}`;
+  }
+
+  /** ryo's convention: the decimal host part written literally as the last hextet. */
+  ipv6(hostPart: number): string | undefined {
+    return this.ipv6Prefix && `${this.ipv6Prefix}::${this.ipv6Subnet}:${hostPart}`;
+  }
+
+  /** The container network as CIDRs, for firewall rules. */
+  get networkCidrs(): string[] {
+    const cidrs = [`${this.ipv4NetworkPart}.0/24`];
+    if (this.ipv6Prefix) cidrs.push(`${this.ipv6Prefix}::${this.ipv6Subnet}:0/112`);
+    return cidrs;
+  }
+
+  /** The Consul server's IP address (without port), as containers reach it. */
+  get consulIp(): string {
+    const address = this.consul.address;
+    const bracketed = /^\[([^\]]+)\]:\d+$/.exec(address);
+    if (bracketed) return bracketed[1];
+    return address.replace(/:\d+$/, "");
+  }
+}
+
+function validateHostProps(props: HostProps, problems: Problems): void {
+  problems.check(
+    /^[A-Za-z0-9]+$/.test(props.hostId ?? ""),
+    "host.hostId",
+    `must be letters and digits only (no spaces, dashes or other symbols), got ${JSON.stringify(props.hostId)}`,
+  );
+  const parts = (props.ipv4NetworkPart ?? "").split(".");
+  problems.check(
+    parts.length === 3 && isIpv4(`${props.ipv4NetworkPart}.0`),
+    "host.ipv4NetworkPart",
+    `must be the first three octets of an IPv4 /24 such as "10.10.1", got ${JSON.stringify(props.ipv4NetworkPart)}`,
+  );
+  problems.check(isIpv4(props.publicIpv4 ?? ""), "host.publicIpv4", `must be an IPv4 address, got ${JSON.stringify(props.publicIpv4)}`);
+  if (props.externalIpv4 !== undefined) {
+    problems.check(isIpv4(props.externalIpv4), "host.externalIpv4", `must be an IPv4 address, got ${JSON.stringify(props.externalIpv4)}`);
+  }
+  if (props.ipv6) {
+    const hextets = props.ipv6.prefix.split(":");
+    problems.check(
+      hextets.length === 4 && hextets.every((h) => HEXTET.test(h)),
+      "host.ipv6.prefix",
+      `must be four lower-case hextets without a trailing "::" such as "fd10:10:10:1", got ${JSON.stringify(props.ipv6.prefix)}`,
+    );
+    if (props.ipv6.subnet !== undefined) {
+      problems.check(HEXTET.test(props.ipv6.subnet), "host.ipv6.subnet", `must be one hextet such as "1", got ${JSON.stringify(props.ipv6.subnet)}`);
+    }
+    if (props.ipv6.publicAddress !== undefined) {
+      problems.check(isIpv6(props.ipv6.publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address, got ${JSON.stringify(props.ipv6.publicAddress)}`);
+    }
+  }
+  if (props.dhcpRange) {
+    const { first, last } = props.dhcpRange;
+    problems.check(
+      Number.isInteger(first) && Number.isInteger(last) && first >= 2 && first <= last && last <= 254,
+      "host.dhcpRange",
+      `must satisfy 2 <= first <= last <= 254, got ${first}-${last}`,
+    );
+  }
+  if (props.consul?.dnsPort !== undefined) {
+    problems.check(isPort(props.consul.dnsPort), "host.consul.dnsPort", `must be an integer from 1 to 65535, got ${props.consul.dnsPort}`);
+  }
+  if (props.lxd?.address !== undefined) {
+    problems.check(
+      /^(unix:\/\/.*|https:\/\/[^/]+.*)$/.test(props.lxd.address),
+      "host.lxd.address",
+      `must start with unix:// or https://, got ${JSON.stringify(props.lxd.address)}`,
+    );
+  }
+}

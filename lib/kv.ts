@@ -1,0 +1,31 @@
+/**
+ * The Consul KV contract between projects and the shared modules. The paths are the ones the
+ * rollyourown modules use, so projects written for them keep working; the renderers read the
+ * same prefixes that the registration constructs write.
+ */
+
+export const KV_PREFIX = {
+  certbot: "service/certbot",
+  haproxy: "service/haproxy",
+  wellknown: "service/wellknown",
+  coturn: "service/coturn",
+  postgres: "service/postgres",
+} as const;
+
+export const kvPaths = {
+  certificateDomain: (fqdn: string) => `${KV_PREFIX.certbot}/${fqdn}`,
+  backend: (service: string, ssl: boolean) => `${KV_PREFIX.haproxy}/backends/${ssl ? "ssl" : "no-ssl"}/${service}`,
+  aclHost: (acl: string) => `${KV_PREFIX.haproxy}/acl/${acl}/host`,
+  aclPath: (acl: string) => `${KV_PREFIX.haproxy}/acl/${acl}/path`,
+  deny: (acl: string) => `${KV_PREFIX.haproxy}/deny/${acl}`,
+  redirect: (acl: string) => `${KV_PREFIX.haproxy}/redirect/${acl}`,
+  useBackend: (acl: string) => `${KV_PREFIX.haproxy}/use-backend/${acl}`,
+  tcpListener: (port: number) => `${KV_PREFIX.haproxy}/tcp-listeners/${port}`,
+  wellknownJson: (domain: string, rule: string) => `${KV_PREFIX.wellknown}/json/${domain}/${rule}`,
+  wellknownRedirect: (domain: string, rule: string) => `${KV_PREFIX.wellknown}/redirects/${domain}/${rule}`,
+  coturnDomain: `${KV_PREFIX.coturn}/coturn-domain`,
+  coturnDomainAdminEmail: `${KV_PREFIX.coturn}/coturn-domain-admin-email`,
+  coturnPort: (setting: "ip-addr-host-part" | "listening-port" | "tls-listening-port" | "min-port" | "max-port") =>
+    `${KV_PREFIX.coturn}/${setting}`,
+  postgresDatabase: (database: string) => `${KV_PREFIX.postgres}/databases/${database}`,
+} as const;

@@ -1,0 +1,100 @@
+import { ServiceContainer } from "../constructs/service-container";
+import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { parse } from "yaml";
+
+function deploy(props: Partial<ConstructorParameters<typeof ServiceContainer>[2]> = {}, hostProps?: typeof IPV4_HOST) {
+  const { stack, host } = hostStack(hostProps);
+  const container = new ServiceContainer(stack, "svc", {
+    host,
+    name: "mod-web",
+    hostPart: 20,
+    packages: ["nginx"],
+    firewall: [{ protocol: "tcp", ports: [80], from: host.networkCidrs, comment: "http from the host network" }],
+    volumes: [{ name: "data", path: "/var/lib/web" }],
+    publicPorts: [{ protocol: "tcp", port: 443 }, { protocol: "udp", port: [50000, 50010] }],
+    service: { name: "mod-web", port: 80, tags: ["webserver"] },
+    ...props,
+  });
+  return { json: synthJson(stack), container, host };
+}
+
+const instanceOf = (json: any) => Object.values(json.resource.lxd_instance)[0] as any;
+const devices = (json: any) => Object.fromEntries(instanceOf(json).device.map((d: any) => [d.name, d]));
+
+describe("ServiceContainer", () => {
+  test("gets a static dual-stack address on the host network", () => {
+    const { json } = deploy();
+    expect(devices(json).eth0.properties).toEqual({
+      network: "testhost",
+      "ipv4.address": "10.10.1.20",
+      "ipv6.address": "fd10:10:10:1::1:20",
+    });
+  });
+
+  test("forwards public ports on IPv4 and IPv6 with NAT proxy devices", () => {
+    const { json } = deploy();
+    const d = devices(json);
+    expect(d["proxy-tcp-443-v4"].properties).toEqual({ listen: "tcp:203.0.113.10:443", connect: "tcp:10.10.1.20:443", nat: "true" });
+    expect(d["proxy-udp-50000-50010-v6"].properties).toEqual({
+      listen: "udp:[2001:db8::10]:50000-50010",
+      connect: "udp:[fd10:10:10:1::1:20]:50000-50010",
+      nat: "true",
+    });
+  });
+
+  test("IPv4-only hosts get no IPv6 address and no IPv6 proxies", () => {
+    const { json } = deploy({}, IPV4_HOST);
+    const d = devices(json);
+    expect(d.eth0.properties["ipv6.address"]).toBeUndefined();
+    expect(Object.keys(d).filter((n) => n.endsWith("-v6"))).toEqual([]);
+  });
+
+  test("keeps data on a protected storage volume mounted into the container", () => {
+    const { json } = deploy();
+    const volume = json.resource.lxd_storage_volume;
+    expect(Object.values(volume)).toEqual([expect.objectContaining({ name: "mod-web-data", pool: "default", lifecycle: { prevent_destroy: true } })]);
+    expect(devices(json)["data-data"]).toEqual({ name: "data-data", type: "disk", properties: { pool: "default", source: expect.stringMatching(/^\$\{lxd_storage_volume\.svc_volume-data_\w+\.name\}$/), path: "/var/lib/web" } });
+  });
+
+  test("stock images install packages; overridden images do not", () => {
+    const stock = parse(deploy().container.userData);
+    expect(stock.packages).toEqual(["nginx"]);
+    const prebuilt = deploy({ image: "local:web" });
+    expect(parse(prebuilt.container.userData).packages).toBeUndefined();
+    expect(instanceOf(prebuilt.json).image).toBe("local:web");
+  });
+
+  test("writes a default-drop firewall that opens only the listed port to the host network", () => {
+    const doc = parse(deploy().container.userData);
+    const nft = doc.write_files.find((f: any) => f.path === "/etc/nftables.conf").content;
+    expect(nft).toContain("policy drop;");
+    expect(nft).toContain('ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept comment "http from the host network"');
+    expect(nft).toContain("ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept");
+    expect(doc.runcmd).toContain("nft -f /etc/nftables.conf");
+  });
+
+  test("registers the service in the Consul catalog at its static address", () => {
+    const { json } = deploy();
+    expect(Object.values(json.resource.consul_service)).toEqual([
+      expect.objectContaining({ name: "mod-web", address: "10.10.1.20", port: 80, tags: ["webserver"] }),
+    ]);
+  });
+
+  test("refuses a second container on the same address, naming both", () => {
+    const { stack, host } = hostStack();
+    const base = { host, hostPart: 30, firewall: [] };
+    new ServiceContainer(stack, "a", { ...base, name: "first" });
+    expect(() => new ServiceContainer(stack, "b", { ...base, name: "second", hostPartProp: "second.hostPart" })).toThrow(
+      /second\.hostPart: 10\.10\.1\.30 is already used by first/,
+    );
+  });
+
+  test("refuses addresses outside the usable static range", () => {
+    const { stack, host } = hostStack();
+    for (const hostPart of [0, 1, 100, 254, 255, 12.5]) {
+      expect(() => new ServiceContainer(stack, `c${hostPart}`, { host, name: `c${hostPart}`, hostPart, firewall: [] })).toThrow(
+        /must be an integer from 2 to 254 outside the DHCP range 100-254/,
+      );
+    }
+  });
+});
