@@ -4,7 +4,7 @@
 #   - Debian packages: haproxy (haproxy -c), nginx (nginx -t), cloud-init
 #     (cloud-init schema), nftables (nft -c), openssl (self-signed test certs)
 #   - a Python virtualenv with matrix-synapse (its own config loader) at
-#     ${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}/synapse-venv-<SYNAPSE_VERSION>
+#     ${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}/synapse-venv-<SYNAPSE_VERSION>-url-preview
 #
 # Idempotent: when everything is present it only checks a few paths and exits
 # (well under a second). apt-get update runs once, and only if a package is
@@ -20,7 +20,8 @@ set -euo pipefail
 
 SYNAPSE_VERSION="1.163.2"
 CACHE_DIR="${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}"
-VENV="$CACHE_DIR/synapse-venv-$SYNAPSE_VERSION"
+# The [url-preview] extra is part of the name: the loader needs it when URL previews are on.
+VENV="$CACHE_DIR/synapse-venv-$SYNAPSE_VERSION-url-preview"
 VENV_MARKER="$VENV/.matrix-lxd-ready"
 
 log() { echo "[validators] $*"; }
@@ -40,6 +41,7 @@ declare -A WANT=(
   [/usr/bin/cloud-init]=cloud-init
   [/usr/sbin/nft]=nftables
   [/usr/bin/openssl]=openssl
+  [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
 )
 missing=()
 for bin in "${!WANT[@]}"; do
@@ -106,7 +108,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO touch /etc/cloud/cloud-init.disabled
   fi
 else
-  log "Debian packages present (haproxy, nginx, cloud-init, nftables, openssl)"
+  log "Debian packages present (haproxy, nginx, cloud-init, nftables, openssl, postgresql-15)"
 fi
 
 # ---------------------------------------------------------------- Synapse venv
@@ -119,10 +121,13 @@ else
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "matrix-synapse==$SYNAPSE_VERSION" psycopg2-binary
+    "matrix-synapse[url-preview]==$SYNAPSE_VERSION" psycopg2-binary
   # Prove the config loader imports before declaring the venv ready.
   "$VENV/bin/python" -c 'import synapse, psycopg2; from synapse.config.homeserver import HomeServerConfig; print("[validators] synapse", synapse.__version__)'
   touch "$VENV_MARKER"
 fi
+
+# consul and consul-template render the modules' templates in the tests.
+bash "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh" test-tools | sed 's/^\[toolchain\]/[validators]/'
 
 log "ready"

@@ -323,7 +323,7 @@ export function synapseVersion(): string {
 export function synapseVenv(): string {
   if (process.env.MATRIX_LXD_SYNAPSE_VENV) return process.env.MATRIX_LXD_SYNAPSE_VENV;
   const cache = process.env.MATRIX_LXD_CACHE || path.join(os.homedir(), ".cache", "matrix-lxd");
-  return path.join(cache, `synapse-venv-${synapseVersion()}`);
+  return path.join(cache, `synapse-venv-${synapseVersion()}-url-preview`);
 }
 
 // Loads the config exactly as `python -m synapse.app.homeserver -c FILE` does
