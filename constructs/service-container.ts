@@ -14,6 +14,7 @@ import type { Host } from "../lib/host";
 import type { StaticAddress } from "../lib/address-plan";
 import { renderCloudInit, CloudInitFile } from "../lib/render/cloud-init";
 import { renderNftables, FirewallRule } from "../lib/render/nftables";
+import { Problems } from "../lib/problems";
 
 /** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */
 export const STOCK_IMAGE = "images:debian/12/cloud";
@@ -23,6 +24,20 @@ export interface PersistentVolume {
   readonly name: string;
   /** Mount point inside the container. */
   readonly path: string;
+}
+
+/** An existing LXD storage volume (typically another container's) mounted into this container. */
+export interface AttachedVolume {
+  /** Short name, unique within the container; the disk device is `attached-<name>`. */
+  readonly name: string;
+  /** Name of the existing LXD storage volume (a literal or another construct's token). */
+  readonly volume: string;
+  /** Mount point inside the container. */
+  readonly path: string;
+  /** Mount it read-only. @default true */
+  readonly readonly?: boolean;
+  /** Storage pool of the volume. @default the host's storage pool */
+  readonly pool?: string;
 }
 
 export interface PublicPort {
@@ -63,6 +78,8 @@ export interface ServiceContainerProps {
   readonly firewall: readonly FirewallRule[];
   /** @default none */
   readonly volumes?: readonly PersistentVolume[];
+  /** Existing volumes owned elsewhere (never created or destroyed here). @default none */
+  readonly attachVolumes?: readonly AttachedVolume[];
   /** Ports forwarded from the host's public addresses by LXD proxy devices. @default none */
   readonly publicPorts?: readonly PublicPort[];
   /** Consul catalog entry. @default none */
@@ -91,6 +108,14 @@ export class ServiceContainer extends Construct {
     super(scope, id);
     const { host } = props;
     this.name = props.name;
+    const attached = props.attachVolumes ?? [];
+    const problems = new Problems();
+    attached.forEach((v, i) => {
+      problems.check(/^[a-z0-9][a-z0-9-]*$/.test(v.name), `attachVolumes[${i}].name`, `must be lower-case letters, digits and dashes, got ${JSON.stringify(v.name)}`);
+      problems.check(attached.findIndex((o) => o.name === v.name) === i, `attachVolumes[${i}].name`, `${JSON.stringify(v.name)} is used twice; names must be unique`);
+      problems.check(v.path.startsWith("/"), `attachVolumes[${i}].path`, `must be an absolute path, got ${JSON.stringify(v.path)}`);
+    });
+    problems.throwIfAny(`${this.node.path}: invalid ServiceContainer props`);
     this.address = host.addresses.reserve(props.name, props.hostPart, props.hostPartProp);
     const prebuilt = props.image !== undefined;
 
@@ -129,6 +154,11 @@ export class ServiceContainer extends Construct {
         name: `data-${v.name}`,
         type: "disk",
         properties: { pool: host.lxd.storagePool, source: this.volumes[i].name, path: v.path },
+      })),
+      ...attached.map((v) => ({
+        name: `attached-${v.name}`,
+        type: "disk",
+        properties: { pool: v.pool ?? host.lxd.storagePool, source: v.volume, path: v.path, readonly: String(v.readonly ?? true) },
       })),
       ...proxyDevices(host, this.address, props.publicPorts ?? []),
     ];

@@ -28,4 +28,8 @@ export const kvPaths = {
   coturnPort: (setting: "ip-addr-host-part" | "listening-port" | "tls-listening-port" | "min-port" | "max-port") =>
     `${KV_PREFIX.coturn}/${setting}`,
   postgresDatabase: (database: string) => `${KV_PREFIX.postgres}/databases/${database}`,
+  postgresDatabaseSetting: (
+    database: string,
+    setting: "owner" | "encoding" | "lc-collate" | "lc-ctype" | "template" | "password-verifier",
+  ) => `${KV_PREFIX.postgres}/databases/${database}/${setting}`,
 } as const;

@@ -80,6 +80,34 @@ describe("ServiceContainer", () => {
     ]);
   });
 
+  test("mounts an existing volume read-only by default, without creating or owning it", () => {
+    const { json } = deploy({
+      attachVolumes: [
+        { name: "certs", volume: "proxy-shared-certs", path: "/var/certs" },
+        { name: "scratch", volume: "other-scratch", path: "/srv/scratch", readonly: false, pool: "fast" },
+      ],
+    });
+    const d = devices(json);
+    expect(d["attached-certs"]).toEqual({
+      name: "attached-certs",
+      type: "disk",
+      properties: { pool: "default", source: "proxy-shared-certs", path: "/var/certs", readonly: "true" },
+    });
+    expect(d["attached-scratch"].properties).toEqual({ pool: "fast", source: "other-scratch", path: "/srv/scratch", readonly: "false" });
+    expect(Object.values(json.resource.lxd_storage_volume).map((v: any) => v.name)).toEqual(["mod-web-data"]);
+  });
+
+  test("refuses attached volumes with duplicate names or relative paths, naming the props", () => {
+    expect(() =>
+      deploy({
+        attachVolumes: [
+          { name: "certs", volume: "a", path: "/var/certs" },
+          { name: "certs", volume: "b", path: "var/other" },
+        ],
+      }),
+    ).toThrow(/attachVolumes\[1\]\.name: "certs" is used twice[\s\S]*attachVolumes\[1\]\.path: must be an absolute path/);
+  });
+
   test("refuses a second container on the same address, naming both", () => {
     const { stack, host } = hostStack();
     const base = { host, hostPart: 30, firewall: [] };

@@ -1,0 +1,122 @@
+/**
+ * Registers a database and its owner role on a shared PostgreSQL server (constructs/postgres.ts,
+ * deployed in this stack or another): a random password, kept in Terraform state only, and
+ * Consul KV entries under `service/postgres/databases/<db>/` that the server's consul-template
+ * turns into `CREATE ROLE` / `CREATE DATABASE`. KV holds the md5 verifier
+ * (`md5` + md5(password + role)), never the password. Note that an md5 verifier is enough to
+ * log in with the md5 method, so Consul KV must stay as private as the Terraform state.
+ * Destroying a registration removes its keys but never drops the database or the role.
+ */
+import { Construct } from "constructs";
+import { Fn } from "cdktf";
+import { Password } from "@cdktf/provider-random/lib/password";
+import { KvEntries } from "./kv-entries";
+import type { PostgresRef } from "./postgres";
+import type { Host } from "../lib/host";
+import { kvPaths } from "../lib/kv";
+import { Problems } from "../lib/problems";
+import {
+  ENCODING_PATTERN,
+  IDENTIFIER_RULE,
+  LOCALE_PATTERN,
+  RESERVED_DATABASES,
+  RESERVED_ROLES,
+  isPostgresIdentifier,
+} from "../lib/render/postgres";
+
+export interface PostgresDatabaseOptions {
+  /** Database name: lower-case letters, digits and underscores, starting with a letter, at most 63 characters. */
+  readonly database: string;
+  /** Owner role, created with a login and a random password; same rules as `database`. One owner per database. */
+  readonly owner: string;
+  /** @default "UTF8" */
+  readonly encoding?: string;
+  /** @default "C" */
+  readonly lcCollate?: string;
+  /** @default "C" */
+  readonly lcCtype?: string;
+  /** @default "template0" */
+  readonly template?: string;
+}
+
+export interface PostgresDatabaseProps extends PostgresDatabaseOptions {
+  readonly postgres: PostgresRef;
+}
+
+/** How a client reaches the database. `password` is a Terraform token (sensitive). */
+export interface PostgresConnection {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  readonly password: string;
+}
+
+// Databases and owners registered per host in this app, to refuse two registrations that would
+// fight over one database or one role's password.
+const registered = new WeakMap<Host, { databases: Map<string, string>; owners: Map<string, string> }>();
+
+export class PostgresDatabase extends Construct {
+  readonly database: string;
+  readonly owner: string;
+  readonly password: Password;
+  readonly connection: PostgresConnection;
+
+  constructor(scope: Construct, id: string, props: PostgresDatabaseProps) {
+    super(scope, id);
+    const problems = new Problems();
+    const identifier = (path: string, value: string, reserved: readonly string[]) => {
+      problems.check(isPostgresIdentifier(value), path, `must be ${IDENTIFIER_RULE}, got ${JSON.stringify(value)}`);
+      problems.check(!reserved.includes(value) && !value.startsWith("pg_"), path, `${JSON.stringify(value)} is reserved (${reserved.join(", ")} and pg_*)`);
+    };
+    identifier("database", props.database, RESERVED_DATABASES);
+    identifier("owner", props.owner, RESERVED_ROLES);
+    if (props.template !== undefined) {
+      problems.check(isPostgresIdentifier(props.template), "template", `must be ${IDENTIFIER_RULE}, got ${JSON.stringify(props.template)}`);
+    }
+    if (props.encoding !== undefined) {
+      problems.check(new RegExp(ENCODING_PATTERN).test(props.encoding), "encoding", `must be an encoding name such as UTF8, got ${JSON.stringify(props.encoding)}`);
+    }
+    for (const [path, value] of [["lcCollate", props.lcCollate], ["lcCtype", props.lcCtype]] as const) {
+      if (value !== undefined) {
+        problems.check(new RegExp(LOCALE_PATTERN).test(value), path, `must be a locale name such as C or en_US.UTF-8, got ${JSON.stringify(value)}`);
+      }
+    }
+    const seen = registered.get(props.postgres.host) ?? { databases: new Map<string, string>(), owners: new Map<string, string>() };
+    registered.set(props.postgres.host, seen);
+    const otherDb = seen.databases.get(props.database);
+    problems.check(otherDb === undefined, "database", `${JSON.stringify(props.database)} is already registered on this host by ${otherDb}`);
+    const otherOwner = seen.owners.get(props.owner);
+    problems.check(
+      otherOwner === undefined,
+      "owner",
+      `${JSON.stringify(props.owner)} already owns the database registered by ${otherOwner}; each database needs its own owner (each gets its own password)`,
+    );
+    problems.throwIfAny(`${this.node.path}: invalid PostgresDatabase props`);
+    seen.databases.set(props.database, this.node.path);
+    seen.owners.set(props.owner, this.node.path);
+
+    this.database = props.database;
+    this.owner = props.owner;
+    this.password = new Password(this, "password", { length: 32, special: false });
+
+    const setting = (name: Parameters<typeof kvPaths.postgresDatabaseSetting>[1]) => kvPaths.postgresDatabaseSetting(props.database, name);
+    new KvEntries(this, "kv", {
+      [setting("owner")]: props.owner,
+      [setting("encoding")]: props.encoding ?? "UTF8",
+      [setting("lc-collate")]: props.lcCollate ?? "C",
+      [setting("lc-ctype")]: props.lcCtype ?? "C",
+      [setting("template")]: props.template ?? "template0",
+      // PostgreSQL stores a password given in this form as it is (PASSWORD 'md5…').
+      [setting("password-verifier")]: `md5${Fn.md5(`${this.password.result}${props.owner}`)}`,
+    });
+
+    this.connection = {
+      host: props.postgres.address.ipv4,
+      port: props.postgres.port,
+      database: props.database,
+      user: props.owner,
+      password: this.password.result,
+    };
+  }
+}

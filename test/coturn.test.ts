@@ -1,0 +1,290 @@
+import { spawnSync } from "node:child_process";
+import { parse } from "yaml";
+import { Testing } from "cdktf";
+import { Coturn, CoturnProps, turnUris } from "../constructs/coturn";
+import { TurnDomain } from "../constructs/turn-domain";
+import { CertificateDomains } from "../constructs/certificate-domains";
+import { DENIED_PEER_NETWORKS, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
+import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { checkCloudInit, checkNftables } from "./support/validators";
+import { ConsulDevAgent } from "./support/consul-template-render";
+
+const SAMPLE_SECRET = "sample-secret-for-tests";
+const CERTS = { sharedCertsVolume: "ingress-proxy-shared-certs" };
+
+const templateOptions: TurnserverOptions = {
+  staticAuthSecret: SAMPLE_SECRET,
+  ipv4: "10.10.1.15",
+  ipv6: "fd10:10:10:1::1:15",
+  externalIpv4: "203.0.113.10",
+  externalIpv6: "2001:db8::10",
+  defaults: { listeningPort: 3478, tlsListeningPort: 5349, minPort: 50000, maxPort: 51000 },
+  deniedNetworks: ["10.10.1.0/24", "fd10:10:10:1::1:0/112"],
+};
+
+function deploy(props: Partial<CoturnProps> = {}, hostProps?: typeof IPV4_HOST) {
+  const { stack, host } = hostStack(hostProps);
+  const coturn = new Coturn(stack, "coturn", { host, certificates: CERTS, ...props });
+  return { stack, host, coturn, json: () => synthJson(stack) };
+}
+
+const userDataOf = (coturn: Coturn) => parse(coturn.container.userData);
+const fileAt = (doc: any, p: string): string => {
+  const file = doc.write_files.find((f: any) => f.path === p);
+  if (!file) throw new Error(`no ${p} in the user-data`);
+  return file.content;
+};
+const kvEntries = (json: any): Record<string, string> =>
+  Object.fromEntries(Object.values(json.resource.consul_keys ?? {}).flatMap((r: any) => r.key.map((k: any) => [k.path, k.value])));
+const instanceOf = (json: any) => Object.values(json.resource.lxd_instance)[0] as any;
+
+describe("peerRange", () => {
+  test("turns CIDRs into coturn's first-last ranges, single addresses for /32 and /128", () => {
+    expect(peerRange("10.0.0.0/8")).toBe("10.0.0.0-10.255.255.255");
+    expect(peerRange("100.64.0.0/10")).toBe("100.64.0.0-100.127.255.255");
+    expect(peerRange("::1/128")).toBe("::1");
+    expect(peerRange("::ffff:0:0/96")).toBe("::ffff:0:0-::ffff:ffff:ffff");
+    expect(peerRange("fc00::/7")).toBe("fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    expect(peerRange("2001::/23")).toBe("2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff");
+    expect(peerRange("fd10:10:10:1::1:0/112")).toBe("fd10:10:10:1::1:0-fd10:10:10:1::1:ffff");
+    expect(() => peerRange("10.0.0.0/33")).toThrow(/not a CIDR/);
+  });
+});
+
+describe("renderTurnserverTemplate", () => {
+  const template = renderTurnserverTemplate(templateOptions);
+
+  test("authenticates with the shared secret, relays UDP only, and keeps the CLI off", () => {
+    for (const line of ["use-auth-secret", `static-auth-secret=${SAMPLE_SECRET}`, "no-tcp-relay", "no-multicast-peers", "no-cli", "fingerprint", "no-tlsv1", "no-tlsv1_1"]) {
+      expect(template.split("\n")).toContain(line);
+    }
+    expect(template).not.toMatch(/^(verbose|Verbose|log-file=\/)/m);
+  });
+
+  test("listens and relays on the static addresses and advertises the public ones", () => {
+    const lines = template.split("\n");
+    expect(lines.filter((l) => /^(listening|relay|external)-ip=/.test(l))).toEqual([
+      "listening-ip=10.10.1.15",
+      "listening-ip=fd10:10:10:1::1:15",
+      "relay-ip=10.10.1.15",
+      "relay-ip=fd10:10:10:1::1:15",
+      "external-ip=203.0.113.10/10.10.1.15",
+      "external-ip=2001:db8::10/fd10:10:10:1::1:15",
+    ]);
+  });
+
+  test("denies private and reserved IPv4 and IPv6 peers, and the host network", () => {
+    const denied = template.split("\n").filter((l) => l.startsWith("denied-peer-ip=")).map((l) => l.slice("denied-peer-ip=".length));
+    for (const range of [
+      "10.0.0.0-10.255.255.255",
+      "172.16.0.0-172.31.255.255",
+      "192.168.0.0-192.168.255.255",
+      "127.0.0.0-127.255.255.255",
+      "169.254.0.0-169.254.255.255",
+      "100.64.0.0-100.127.255.255",
+      "::1",
+      "::ffff:0:0-::ffff:ffff:ffff",
+      "64:ff9b::-64:ff9b::ffff:ffff",
+      "100::-100::ffff:ffff:ffff:ffff",
+      "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",
+      "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+      "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+      "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+      "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+      "fd10:10:10:1::1:0-fd10:10:10:1::1:ffff",
+    ]) {
+      expect(denied).toContain(range);
+    }
+    expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2);
+    // coturn allows the private part of each external-ip itself (relay to relay); nothing else.
+    expect(template).not.toContain("allowed-peer-ip");
+  });
+
+  test("IPv4-only: no IPv6 listener, relay or external address", () => {
+    const v4 = renderTurnserverTemplate({ ...templateOptions, ipv6: undefined, externalIpv6: undefined });
+    expect(v4).not.toMatch(/^(listening|relay|external)-ip=.*:/m);
+    expect(v4).toContain("external-ip=203.0.113.10/10.10.1.15\n");
+  });
+
+  test("refuses a secret that would break the file", () => {
+    expect(() => renderTurnserverTemplate({ ...templateOptions, staticAuthSecret: "a\nno-auth" })).toThrow(/single line/);
+  });
+
+  describe("rendered by the real consul-template", () => {
+    let agent: ConsulDevAgent;
+    beforeAll(() => {
+      agent = ConsulDevAgent.start();
+    }, 60_000);
+    afterAll(() => agent?.stop());
+
+    test("with a TURN domain: realm and the domain's FULL CHAIN and key from the shared volume; ports from KV", () => {
+      const conf = agent.render(template, {
+        "service/coturn/coturn-domain": "turn.example.com",
+        "service/coturn/listening-port": "3479",
+        "service/coturn/tls-listening-port": "5350",
+        "service/coturn/min-port": "52000",
+        "service/coturn/max-port": "53000",
+      });
+      const lines = conf.split("\n");
+      expect(lines).toEqual(expect.arrayContaining([
+        "realm=turn.example.com",
+        "cert=/var/certs/turn.example.com.fullchain.pem",
+        "pkey=/var/certs/turn.example.com.key.pem",
+        "listening-port=3479",
+        "tls-listening-port=5350",
+        "min-port=52000",
+        "max-port=53000",
+      ]));
+      expect(conf).not.toContain("{{");
+      expect(conf).not.toContain("fallback");
+    });
+
+    test("without a domain (or a value that is not one): the fallback certificate, no realm, the module's ports", () => {
+      const cases: Record<string, string>[] = [{}, { "service/coturn/coturn-domain": "../../etc/shadow", "service/coturn/listening-port": "3478\nno-auth" }];
+      for (const kv of cases) {
+        const conf = agent.render(template, kv);
+        expect(conf).toContain("cert=/var/certs/fallback.fullchain.pem\npkey=/var/certs/fallback.key.pem\n");
+        expect(conf).not.toMatch(/^realm=/m);
+        expect(conf).not.toContain("shadow");
+        expect(conf).not.toContain("no-auth");
+        expect(conf).toContain("listening-port=3478\ntls-listening-port=5349\nmin-port=50000\nmax-port=51000\n");
+      }
+    });
+  });
+});
+
+describe("Coturn", () => {
+  test("cloud-init passes cloud-init schema and the firewall passes nft -c, opening exactly the TURN ports", () => {
+    const { coturn } = deploy();
+    checkCloudInit(coturn.container.userData);
+    const nft = fileAt(userDataOf(coturn), "/etc/nftables.conf");
+    checkNftables(nft);
+    const open = nft.split("\n").filter((l) => / dport /.test(l) && !l.includes("DHCPv6")).map((l) => l.trim().replace(/ comment .*/, ""));
+    expect(open).toEqual(["udp dport { 3478, 5349 } accept", "tcp dport { 3478, 5349 } accept", "udp dport { 50000-51000 } accept"]);
+  });
+
+  test("forwards 3478 and 5349 (UDP and TCP) and the UDP relay range on IPv4 and IPv6", () => {
+    const { json } = deploy();
+    const proxies = Object.fromEntries(instanceOf(json()).device.filter((d: any) => d.type === "proxy").map((d: any) => [d.name, d.properties]));
+    const expected: Record<string, [string, string]> = {};
+    for (const [proto, port] of [["udp", "3478"], ["tcp", "3478"], ["udp", "5349"], ["tcp", "5349"], ["udp", "50000-51000"]]) {
+      expected[`proxy-${proto}-${port}-v4`] = [`${proto}:203.0.113.10:${port}`, `${proto}:10.10.1.15:${port}`];
+      expected[`proxy-${proto}-${port}-v6`] = [`${proto}:[2001:db8::10]:${port}`, `${proto}:[fd10:10:10:1::1:15]:${port}`];
+    }
+    expect(Object.fromEntries(Object.entries(proxies).map(([n, p]: [string, any]) => [n, [p.listen, p.connect]]))).toEqual(expected);
+    expect(Object.values(proxies).every((p: any) => p.nat === "true")).toBe(true);
+  });
+
+  test("mounts the ingress proxy's shared certificate volume read-only at /var/certs", () => {
+    const { json } = deploy();
+    expect(instanceOf(json()).device.find((d: any) => d.name === "attached-shared-certs").properties).toEqual({
+      pool: "default",
+      source: "ingress-proxy-shared-certs",
+      path: "/var/certs",
+      readonly: "true",
+    });
+  });
+
+  test("writes the ports KV at module deploy", () => {
+    const { json } = deploy({ listeningPort: 3479, minPort: 40000, maxPort: 40999 });
+    expect(kvEntries(json())).toEqual({
+      "service/coturn/ip-addr-host-part": "15",
+      "service/coturn/listening-port": "3479",
+      "service/coturn/tls-listening-port": "5349",
+      "service/coturn/min-port": "40000",
+      "service/coturn/max-port": "40999",
+    });
+  });
+
+  test("the shared secret is a random password, referenced in the JSON and never a literal", () => {
+    const { json, coturn } = deploy();
+    const synthesized = json();
+    const passwords = Object.entries(synthesized.resource.random_password) as [string, any][];
+    expect(passwords).toHaveLength(1);
+    expect(passwords[0][1]).toMatchObject({ length: 32, special: false });
+    const reference = `\${random_password.${passwords[0][0]}.result}`;
+    const userData: string = instanceOf(synthesized).config["cloud-init.user-data"];
+    expect(userData).toContain(`static-auth-secret=${reference}`);
+    // No other template sequence in the user-data: Terraform would interpolate it at apply.
+    expect(userData.replace(reference, "")).not.toMatch(/[$%]\{/);
+    expect(coturn.sharedSecret).toMatch(/^\$\{TfToken\[/);
+    // The template file, holding the secret, is root's only.
+    const templateFile = userDataOf(coturn).write_files.find((f: any) => f.path.endsWith("turnserver.conf.ctmpl"));
+    expect(templateFile.permissions).toBe("0600");
+  });
+
+  test("coturn runs only with the rendered config, can read the shared keys, and restarts when the certificate changes", () => {
+    const doc = userDataOf(deploy().coturn);
+    const dropIn = fileAt(doc, "/etc/systemd/system/coturn.service.d/matrix-lxd.conf");
+    expect(dropIn).toContain("ConditionPathExists=/etc/coturn/turnserver.conf");
+    expect(dropIn).toContain("SupplementaryGroups=shared-certs");
+    expect(dropIn).toContain("ExecStart=\nExecStart=/usr/bin/turnserver -c /etc/coturn/turnserver.conf");
+    expect(fileAt(doc, "/etc/systemd/system/coturn-certificate-refresh.timer")).toContain("OnCalendar=hourly");
+    expect(doc.runcmd).toContain("getent group shared-certs >/dev/null || groupadd --system --gid 4443 shared-certs");
+    expect(doc.runcmd).toContain("systemctl enable --now coturn-certificate-refresh.timer");
+    const sh = spawnSync("sh", ["-n"], { input: fileAt(doc, "/usr/local/sbin/coturn-prepare"), encoding: "utf8" });
+    expect(sh.stderr).toBe("");
+    expect(sh.status).toBe(0);
+  });
+
+  test("implements TurnServerRef and gives the turn: and turns: URIs", () => {
+    const { coturn, host } = deploy();
+    expect(coturn.host).toBe(host);
+    expect([coturn.listeningPort, coturn.tlsListeningPort]).toEqual([3478, 5349]);
+    expect(turnUris(coturn, "turn.example.com")).toEqual([
+      "turns:turn.example.com:5349?transport=udp",
+      "turns:turn.example.com:5349?transport=tcp",
+      "turn:turn.example.com:3478?transport=udp",
+      "turn:turn.example.com:3478?transport=tcp",
+    ]);
+  });
+
+  test("IPv4-only hosts: no IPv6 proxies", () => {
+    const { json } = deploy({}, IPV4_HOST);
+    const names: string[] = instanceOf(json()).device.map((d: any) => d.name);
+    expect(names.filter((n) => n.startsWith("proxy-"))).toHaveLength(5);
+    expect(names.some((n) => n.endsWith("-v6"))).toBe(false);
+  });
+
+  test("rejects bad ports, naming the props and the rule", () => {
+    expect(() => deploy({ minPort: 51000, maxPort: 50000 })).toThrow(/- minPort: must be less than maxPort \(the relay range is minPort-maxPort\), got minPort 51000 and maxPort 50000/);
+    expect(() => deploy({ minPort: 50000, maxPort: 50000 })).toThrow(/- minPort: must be less than maxPort/);
+    expect(() => deploy({ listeningPort: 0, tlsListeningPort: 70000 })).toThrow(
+      /- listeningPort: must be an integer from 1 to 65535, got 0[\s\S]*- tlsListeningPort: must be an integer from 1 to 65535, got 70000/,
+    );
+    expect(() => deploy({ listeningPort: 50500 })).toThrow(/- listeningPort: must lie outside the relay range minPort-maxPort \(50000-51000\), got 50500/);
+    expect(() => deploy({ minPort: 1000, maxPort: 60000 })).toThrow(/- minPort: .*at least 1024[\s\S]*- maxPort: the relay range minPort-maxPort may span at most 16384 ports/);
+    expect(() => deploy({ tlsListeningPort: 3478 })).toThrow(/- tlsListeningPort: must differ from listeningPort/);
+    expect(() => deploy({ certificates: { sharedCertsVolume: "" } })).toThrow(/- certificates: must name/);
+  });
+});
+
+describe("TurnDomain", () => {
+  test("writes the TURN domain, its admin e-mail and the certificate request, all owned by Terraform", () => {
+    const { stack } = hostStack();
+    new TurnDomain(stack, "turn", { domain: "turn.example.com", adminEmail: "admin@example.com" });
+    const json = synthJson(stack);
+    expect(kvEntries(json)).toEqual({
+      "service/coturn/coturn-domain": "turn.example.com",
+      "service/coturn/coturn-domain-admin-email": "admin@example.com",
+      "service/certbot/turn.example.com": "admin@example.com",
+    });
+    expect(Object.values(json.resource.consul_keys).flatMap((r: any) => r.key).every((k: any) => k.delete === true)).toBe(true);
+  });
+
+  test("rejects a bad domain or e-mail, naming the props", () => {
+    const { stack } = hostStack();
+    expect(() => new TurnDomain(stack, "turn", { domain: "Turn.Example.com.", adminEmail: "nobody" })).toThrow(/- domain: must be a lower-case DNS name[\s\S]*- adminEmail: must be an e-mail address/);
+  });
+
+  test("refuses a second owner of the certificate key or of the TURN domain in the stack", () => {
+    const { stack } = hostStack();
+    new TurnDomain(stack, "turn", { domain: "turn.example.com", adminEmail: "admin@example.com" });
+    new CertificateDomains(stack, "certs", { domains: ["example.com", "turn.example.com"], adminEmail: "admin@example.com" });
+    expect(() => Testing.synth(stack, true)).toThrow(/test\/certs also requests a certificate for turn\.example\.com/);
+    const other = hostStack();
+    new TurnDomain(other.stack, "a", { domain: "turn.example.com", adminEmail: "admin@example.com" });
+    new TurnDomain(other.stack, "b", { domain: "turn2.example.com", adminEmail: "admin@example.com" });
+    expect(() => Testing.synth(other.stack, true)).toThrow(/only one TurnDomain per stack/);
+  });
+});
