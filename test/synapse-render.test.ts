@@ -1,0 +1,362 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse } from "yaml";
+import {
+  HomeserverOptions,
+  MATRIX_ORG_APT,
+  SYNAPSE_PATHS,
+  renderConfDOverrides,
+  renderHomeserverConfig,
+  renderLogConfig,
+  renderSynapseBootstrap,
+  renderSynapseInstall,
+  synapseFiles,
+} from "../lib/render/synapse";
+import { checkSynapseConfig, rewriteAbsolutePaths } from "./support/validators";
+
+const MINIMAL: HomeserverOptions = {
+  domain: "example.com",
+  dualStack: true,
+  database: { host: "10.10.1.13", port: 5432, database: "synapse", user: "synapse_user", password: "sample-db-password" },
+  registrationSharedSecret: "sample-registration-secret",
+  macaroonSecretKey: "sample-macaroon-key",
+  formSecret: "sample-form-secret",
+  turn: { domain: "turn.example.com", listeningPort: 3478, tlsListeningPort: 5349, sharedSecret: "sample-turn-secret" },
+  adminEmail: "admin@example.com",
+};
+
+const WITH_SMTP: HomeserverOptions = {
+  ...MINIMAL,
+  smtp: { host: "smtp.example.com", port: 587, user: "mailer", password: `pa"ss\\word: #not-a-comment` },
+};
+
+const config = (options: HomeserverOptions) => parse(renderHomeserverConfig(options));
+const loaderFiles = { [SYNAPSE_PATHS.logConfig]: renderLogConfig() };
+
+describe("renderHomeserverConfig", () => {
+  test("serves example.com at https://matrix.example.com/ on port 8008 behind the proxy", () => {
+    const doc = config(MINIMAL);
+    expect(doc.server_name).toBe("example.com");
+    expect(doc.public_baseurl).toBe("https://matrix.example.com/");
+    expect(doc.listeners).toEqual([
+      {
+        port: 8008,
+        tls: false,
+        type: "http",
+        x_forwarded: true,
+        bind_addresses: ["::"],
+        resources: [{ names: ["client", "federation"], compress: false }],
+      },
+    ]);
+  });
+
+  test("binds to 0.0.0.0 on IPv4-only hosts", () => {
+    expect(config({ ...MINIMAL, dualStack: false }).listeners[0].bind_addresses).toEqual(["0.0.0.0"]);
+  });
+
+  test("keeps registration, guests, stats and metrics off", () => {
+    const doc = config(MINIMAL);
+    expect(doc).toMatchObject({ enable_registration: false, allow_guest_access: false, report_stats: false, enable_metrics: false });
+    expect(doc.turn_allow_guests).toBe(false);
+  });
+
+  test("offers TURN over UDP and TCP, plain and TLS, with a one-hour credential lifetime", () => {
+    const doc = config({ ...MINIMAL, turn: { ...MINIMAL.turn, listeningPort: 3479, tlsListeningPort: 5350 } });
+    expect(doc.turn_uris).toEqual([
+      "turn:turn.example.com:3479?transport=udp",
+      "turn:turn.example.com:3479?transport=tcp",
+      "turns:turn.example.com:5350?transport=udp",
+      "turns:turn.example.com:5350?transport=tcp",
+    ]);
+    expect(doc.turn_shared_secret).toBe("sample-turn-secret");
+    expect(doc.turn_user_lifetime).toBe("1h");
+  });
+
+  test("public room directory flags follow the options and default to private", () => {
+    expect(config(MINIMAL)).toMatchObject({ allow_public_rooms_without_auth: false, allow_public_rooms_over_federation: false });
+    expect(config({ ...MINIMAL, allowPublicRoomsWithoutAuth: true })).toMatchObject({
+      allow_public_rooms_without_auth: true,
+      allow_public_rooms_over_federation: false,
+    });
+    expect(config({ ...MINIMAL, allowPublicRoomsOverFederation: true })).toMatchObject({
+      allow_public_rooms_without_auth: false,
+      allow_public_rooms_over_federation: true,
+    });
+  });
+
+  test("connects to PostgreSQL with psycopg2 and a bounded pool", () => {
+    expect(config(MINIMAL).database).toEqual({
+      name: "psycopg2",
+      txn_limit: 10000,
+      args: { user: "synapse_user", password: "sample-db-password", database: "synapse", host: "10.10.1.13", port: 5432, cp_min: 5, cp_max: 10 },
+    });
+  });
+
+  test("keeps media and the signing key on the data volume", () => {
+    const doc = config(MINIMAL);
+    expect(doc.media_store_path.startsWith(`${SYNAPSE_PATHS.dataDir}/`)).toBe(true);
+    expect(doc.signing_key_path.startsWith(`${SYNAPSE_PATHS.dataDir}/`)).toBe(true);
+  });
+
+  test("has no email section without SMTP", () => {
+    expect(config(MINIMAL)).not.toHaveProperty("email");
+  });
+
+  test("sends mail over STARTTLS by default, and over implicit TLS when asked", () => {
+    expect(config(WITH_SMTP).email).toEqual({
+      smtp_host: "smtp.example.com",
+      smtp_port: 587,
+      smtp_user: "mailer",
+      smtp_pass: `pa"ss\\word: #not-a-comment`,
+      force_tls: false,
+      require_transport_security: true,
+      enable_tls: true,
+      notif_from: "Your %(app)s homeserver <noreply@example.com>",
+      app_name: "example.com",
+      client_base_url: "https://element.example.com",
+      validation_token_lifetime: "15m",
+    });
+    const implicit = config({ ...MINIMAL, smtp: { host: "smtp.example.com", port: 465, implicitTls: true } }).email;
+    expect(implicit).toMatchObject({ force_tls: true, enable_tls: true, require_transport_security: false });
+    expect(implicit).not.toHaveProperty("smtp_pass");
+  });
+
+  test("secrets with YAML-hostile characters survive intact", () => {
+    const hostile = `"quoted" \\ back: #hash 'single' <b>&\u00e9`;
+    const doc = config({ ...MINIMAL, registrationSharedSecret: hostile, passwordPepper: hostile });
+    expect(doc.registration_shared_secret).toBe(hostile);
+    expect(doc.password_config.pepper).toBe(hostile);
+  });
+
+  test("runs apply-time values through the quote function and nothing else", () => {
+    const doc = config({ ...MINIMAL, quote: (v) => JSON.stringify(`q(${v})`) });
+    expect(doc.registration_shared_secret).toBe("q(sample-registration-secret)");
+    expect(doc.macaroon_secret_key).toBe("q(sample-macaroon-key)");
+    expect(doc.form_secret).toBe("q(sample-form-secret)");
+    expect(doc.turn_shared_secret).toBe("q(sample-turn-secret)");
+    expect(doc.database.args).toMatchObject({ password: "q(sample-db-password)", host: "q(10.10.1.13)", port: 5432 });
+    expect(doc.server_name).toBe("example.com");
+  });
+
+  test("enforces Synapse's password policy and leaves the pepper out unless given", () => {
+    const doc = config(MINIMAL);
+    expect(doc.password_config).toEqual({
+      enabled: true,
+      policy: { enabled: true, minimum_length: 12, require_digit: true, require_symbol: false, require_lowercase: true, require_uppercase: true },
+    });
+  });
+
+  test("never fetches URL previews from private, loopback, link-local or CGNAT addresses", () => {
+    const doc = config(MINIMAL);
+    expect(doc.url_preview_enabled).toBe(true);
+    expect(doc.url_preview_ip_range_blacklist).toEqual(
+      expect.arrayContaining(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "::1/128", "fe80::/10", "fc00::/7", "::ffff:0:0/96"]),
+    );
+    expect(doc.url_preview_url_blacklist).toContainEqual({ username: "*" });
+  });
+
+  test("matches ryo's privacy and federation settings", () => {
+    expect(config({ ...MINIMAL, roomComplexity: 10 })).toMatchObject({
+      admin_contact: "mailto:admin@example.com",
+      presence: { enabled: false },
+      require_auth_for_profile_requests: true,
+      include_profile_data_on_invite: false,
+      allow_profile_lookup_over_federation: false,
+      limit_remote_rooms: { enabled: true, complexity: 10, admins_can_join: true },
+      trusted_key_servers: [{ server_name: "matrix.org" }],
+      suppress_key_server_warning: true,
+      push: { include_content: false },
+      encryption_enabled_by_default_for_room_type: "invite",
+      user_directory: { enabled: true },
+      server_notices: { system_mxid_localpart: "notices" },
+    });
+  });
+});
+
+describe("Synapse's own config loader accepts", () => {
+  test("the minimal dual-stack configuration", () => {
+    expect(checkSynapseConfig(renderHomeserverConfig(MINIMAL), loaderFiles)).toMatch(/config OK \(server_name=example\.com/);
+  });
+
+  test("the configuration with SMTP and a hostile password", () => {
+    expect(checkSynapseConfig(renderHomeserverConfig(WITH_SMTP), loaderFiles)).toMatch(/config OK/);
+  });
+
+  test("the IPv4-only configuration with a pepper and public rooms", () => {
+    const options = { ...MINIMAL, dualStack: false, passwordPepper: "sample-pepper", allowPublicRoomsWithoutAuth: true, allowPublicRoomsOverFederation: true };
+    expect(checkSynapseConfig(renderHomeserverConfig(options), loaderFiles)).toMatch(/config OK/);
+  });
+});
+
+describe("rendered files", () => {
+  const files = synapseFiles({
+    homeserver: WITH_SMTP,
+    bootstrap: { adminUser: "admin", dualStack: true },
+    adminPasswordBase64: Buffer.from("Sample-Admin-Pass1").toString("base64"),
+    packageVersion: "1.163.2+bookworm1",
+  });
+
+  test("contain no Terraform template sequences that Terraform would try to evaluate", () => {
+    for (const file of files) {
+      expect({ path: file.path, offending: file.content.match(/[$%]\{/g) }).toEqual({ path: file.path, offending: null });
+    }
+  });
+
+  test("keep secrets root-only until the bootstrap installs them", () => {
+    const secret = files.filter((f) => f.path.startsWith(`${SYNAPSE_PATHS.stagingDir}/`));
+    expect(secret.map((f) => f.path).sort()).toEqual(
+      [
+        SYNAPSE_PATHS.adminPasswordFile,
+        `${SYNAPSE_PATHS.stagingDir}/conf.d/report_stats.yaml`,
+        `${SYNAPSE_PATHS.stagingDir}/conf.d/server_name.yaml`,
+        `${SYNAPSE_PATHS.stagingDir}/homeserver.yaml`,
+        `${SYNAPSE_PATHS.stagingDir}/log.yaml`,
+      ].sort(),
+    );
+    for (const f of secret) expect(f.permissions).toBe("0600");
+  });
+
+  test("pin conf.d's server_name and report_stats to homeserver.yaml's", () => {
+    const { serverName, reportStats } = renderConfDOverrides("example.com");
+    expect(parse(serverName)).toEqual({ server_name: "example.com" });
+    expect(parse(reportStats)).toEqual({ report_stats: false });
+  });
+
+  test("log to stderr (the journal) without SQL debug logging", () => {
+    const log = parse(renderLogConfig());
+    expect(log.root).toEqual({ level: "INFO", handlers: ["console"] });
+    expect(log.handlers.console.class).toBe("logging.StreamHandler");
+    expect(log.loggers["synapse.storage.SQL"].level).toBe("INFO");
+  });
+
+  test("are valid bash", () => {
+    for (const script of [renderSynapseBootstrap({ adminUser: "admin", dualStack: false }), renderSynapseInstall("1.163.2+bookworm1")]) {
+      const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+    }
+  });
+
+  test("install exactly the pinned package from the repository whose key fingerprint matches", () => {
+    const script = renderSynapseInstall("1.163.2+bookworm1");
+    expect(script).toContain(`if [ "$fingerprints" != "${MATRIX_ORG_APT.keyFingerprint}" ]; then`);
+    expect(script).toContain("apt-get install -y -q --no-install-recommends matrix-synapse-py3=1.163.2+bookworm1");
+    expect(script).toMatch(/signed-by=\/etc\/apt\/keyrings\/matrix-org-archive-keyring\.gpg\] \S+ bookworm main/);
+    // The package must not start Synapse with its own configuration.
+    expect(script.indexOf("policy-rc.d")).toBeLessThan(script.indexOf("apt-get install"));
+  });
+});
+
+/**
+ * Runs the real bootstrap script in a temporary root, with systemctl, runuser, id, chown,
+ * install and Synapse's venv replaced by stubs that record what they were asked to do.
+ */
+describe("the bootstrap script", () => {
+  const ADMIN_PASSWORD = "Sample-Admin-Pass1 with 'quotes' and $dollars";
+  let root: string;
+
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), "synapse-bootstrap-"));
+  });
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  const at = (p: string) => path.join(root, p);
+  const write = (p: string, content: string, mode = 0o644) => {
+    fs.mkdirSync(path.dirname(at(p)), { recursive: true });
+    fs.writeFileSync(at(p), content, { mode });
+  };
+  const calls = () => (fs.existsSync(at("calls.log")) ? fs.readFileSync(at("calls.log"), "utf8").trim().split("\n") : []);
+
+  /** A fresh container: staging files from cloud-init, the Debian package's stubs. */
+  function freshContainer(databaseAnswersOnAttempt: number): void {
+    const p = SYNAPSE_PATHS;
+    write(`${p.stagingDir}/homeserver.yaml`, renderHomeserverConfig(MINIMAL), 0o600);
+    write(`${p.stagingDir}/log.yaml`, renderLogConfig(), 0o600);
+    const overrides = renderConfDOverrides("example.com");
+    write(`${p.stagingDir}/conf.d/server_name.yaml`, overrides.serverName, 0o600);
+    write(`${p.stagingDir}/conf.d/report_stats.yaml`, overrides.reportStats, 0o600);
+    write(p.adminPasswordFile, `${Buffer.from(ADMIN_PASSWORD).toString("base64")}\n`, 0o600);
+    fs.mkdirSync(at(p.dataDir), { recursive: true });
+    const record = `echo "$(basename "$0") $*" >> ${at("calls.log")}`;
+    const stub = (name: string, body: string) => write(`stubs/${name}`, `#!/bin/bash\n${body}\n`, 0o755);
+    stub("id", `case "$1" in -u) echo 64999;; -gn) echo synapse-group;; *) exit 0;; esac`);
+    stub("chown", record);
+    stub("runuser", `${record}\necho "ed25519 a_key sample" > ${at(p.signingKey)}`);
+    stub("systemctl", `${record}\n[ "$1" = is-active ] && exit 3\nexit 0`);
+    // Drops -o/-g (no such user here), keeps everything else.
+    stub("install", `args=(); while [ $# -gt 0 ]; do case "$1" in -o|-g) shift 2;; *) args+=("$1"); shift;; esac; done\nexec /usr/bin/install "\${args[@]}"`);
+    const venv = `${p.venv}/bin`;
+    write(
+      `${venv}/python`,
+      `#!/bin/bash
+if [ "$1" = - ]; then
+  n=$(( $(cat ${at("db-attempts")} 2>/dev/null || echo 0) + 1 )); echo $n > ${at("db-attempts")}
+  [ $n -ge ${databaseAnswersOnAttempt} ] || { echo "connection refused"; exit 1; }
+fi
+exit 0`,
+      0o755,
+    );
+    write(
+      `${venv}/register_new_matrix_user`,
+      `#!/bin/bash\n${record}\nwhile [ $# -gt 0 ]; do [ "$1" = --password-file ] && cp "$2" ${at("registered-password")}; shift; done`,
+      0o755,
+    );
+  }
+
+  function runBootstrap(options: { databaseTimeoutSeconds?: number } = {}) {
+    const p = SYNAPSE_PATHS;
+    const script = rewriteAbsolutePaths(
+      renderSynapseBootstrap({ adminUser: "admin", dualStack: true, retryIntervalSeconds: 0, healthTimeoutSeconds: 5, databaseTimeoutSeconds: 5, ...options }),
+      [p.stagingDir, p.configDir, p.dataDir, p.venv],
+      root,
+    );
+    write("bootstrap.sh", script, 0o755);
+    return spawnSync("bash", [at("bootstrap.sh")], {
+      encoding: "utf8",
+      env: { ...process.env, PATH: `${at("stubs")}:${process.env.PATH}` },
+      timeout: 20_000,
+    });
+  }
+
+  test("installs the configuration, makes the key, waits for the database, starts Synapse and creates the admin once", () => {
+    freshContainer(3);
+    const first = runBootstrap();
+    expect(first.stderr).toBe("");
+    expect(first.status).toBe(0);
+    expect(first.stdout).toMatch(/waiting for the database \(\d+ of 5 seconds\)/);
+    expect(fs.readFileSync(at("db-attempts"), "utf8").trim()).toBe("3");
+    expect(fs.readFileSync(at(SYNAPSE_PATHS.homeserverConfig), "utf8")).toBe(renderHomeserverConfig(MINIMAL));
+    expect(fs.statSync(at(SYNAPSE_PATHS.homeserverConfig)).mode & 0o777).toBe(0o640);
+    expect(calls()).toEqual([
+      `chown -R matrix-synapse:synapse-group ${at(SYNAPSE_PATHS.dataDir)}`,
+      expect.stringMatching(/^runuser -u matrix-synapse -- \S+\/python -m synapse\.app\.homeserver .* --generate-keys$/),
+      "systemctl enable matrix-synapse.service",
+      "systemctl is-active --quiet matrix-synapse.service",
+      "systemctl start matrix-synapse.service",
+      expect.stringMatching(/^register_new_matrix_user --config \S+ --user admin --password-file \S+ --admin --exists-ok http:\/\/\[::1\]:8008$/),
+    ]);
+    expect(fs.readFileSync(at("registered-password"), "utf8")).toBe(ADMIN_PASSWORD);
+    expect(fs.existsSync(at(SYNAPSE_PATHS.adminMarker))).toBe(true);
+    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(false);
+
+    // A replacement container on the same data volume: no new key, no second admin.
+    fs.rmSync(at("calls.log"));
+    freshContainer(1);
+    const second = runBootstrap();
+    expect(second.status).toBe(0);
+    expect(calls().filter((c) => /^(runuser|register_new_matrix_user)/.test(c))).toEqual([]);
+    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(false);
+  });
+
+  test("gives up on a database that never answers, without starting Synapse", () => {
+    freshContainer(Number.MAX_SAFE_INTEGER);
+    const result = runBootstrap({ databaseTimeoutSeconds: 0 });
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toContain("gave up waiting for the database after 0 seconds: connection refused");
+    expect(calls().filter((c) => c.startsWith("systemctl"))).toEqual([]);
+    // Kept for the retry that systemd schedules.
+    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(true);
+  });
+});
