@@ -85,13 +85,19 @@ export function consulTemplateFiles(options: ConsulTemplateOptions): CloudInitFi
 
 export const CONSUL_TEMPLATE_START = "systemctl daemon-reload && systemctl enable --now consul-template";
 
-/** Stock-image commands: download the pinned release and refuse it unless its sha256 matches. */
+/**
+ * Stock-image command: download the pinned release and install it only if its sha256 matches.
+ * One `&&` chain that ends the runcmd script on failure, because runcmd otherwise carries on
+ * after a failed line.
+ */
 export function consulTemplateDownload(version = versions.consulTemplate.version, sha256 = versions.consulTemplate.linuxAmd64Sha256): string[] {
-  const zip = `consul-template_${version}_linux_amd64.zip`;
+  const zip = `/tmp/consul-template_${version}_linux_amd64.zip`;
   return [
-    `curl -fsSL -o /tmp/${zip} https://releases.hashicorp.com/consul-template/${version}/${zip}`,
-    `echo "${sha256}  /tmp/${zip}" | sha256sum -c -`,
-    `unzip -o /tmp/${zip} consul-template -d /usr/local/bin && rm /tmp/${zip}`,
+    [
+      `curl -fsSL -o ${zip} https://releases.hashicorp.com/consul-template/${version}/consul-template_${version}_linux_amd64.zip`,
+      `echo "${sha256}  ${zip}" | sha256sum -c -`,
+      `unzip -o ${zip} consul-template -d /usr/local/bin`,
+    ].join(" && ") + ` && rm -f ${zip} || { rm -f ${zip}; echo "consul-template ${version}: download or sha256 check failed" >&2; exit 1; }`,
   ];
 }
 

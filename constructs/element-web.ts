@@ -1,0 +1,159 @@
+/**
+ * Element Web, the project's browser client, at `https://element.<domain>`: nginx in its own
+ * container serving a pinned Element release with a config.json locked to the project's
+ * homeserver. It needs the ingress proxy (it registers an HAProxy backend and a host route;
+ * the certificate for `element.<domain>` is requested by the project) and reaches nobody itself.
+ * Changing the version (or anything else the container is built from) replaces the container;
+ * it keeps no data.
+ */
+import { createHash } from "node:crypto";
+import { Construct } from "constructs";
+import { DataResource } from "cdktf";
+import type { Host } from "../lib/host";
+import { Problems, isResourceName } from "../lib/problems";
+import { renderElementConfig, validateElementConfigOptions, FooterLink, IntegrationManager } from "../lib/render/element";
+import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
+import { ServiceContainer } from "./service-container";
+import { IngressBackend } from "./ingress-backend";
+import { IngressRoute } from "./ingress-route";
+
+/** The Element Web release deployed by default, with the SHA-256 of its `element-v<version>.tar.gz`. */
+export const ELEMENT_RELEASE = {
+  version: "1.12.24",
+  sha256: "ec488fb01ce4e969e0a4fde7d83277a10a17309598459bf6445060ed393c2a42",
+} as const;
+
+/** Where Element publishes the release tarball of a version. */
+export const elementDownloadUrl = (version: string): string =>
+  `https://github.com/element-hq/element-web/releases/download/v${version}/element-v${version}.tar.gz`;
+
+export const ELEMENT_DEFAULT_HOST_PART = 21;
+
+export interface ElementWebProps {
+  readonly host: Host;
+  /** Prefix of the default name. @default "matrix" */
+  readonly projectId?: string;
+  /** Container and Consul service name (also the HAProxy backend). @default "<projectId>-element" */
+  readonly name?: string;
+  /** Last octet of the container's static address. @default 21 */
+  readonly hostPart?: number;
+  /** The Matrix server name; Element is served at `element.<domain>`. */
+  readonly domain: string;
+  /** Element Web release. @default ELEMENT_RELEASE.version */
+  readonly version?: string;
+  /** SHA-256 of the release tarball; required with any version but the default. @default ELEMENT_RELEASE.sha256 */
+  readonly sha256?: string;
+  /** @default the GitHub release asset of `version` (elementDownloadUrl) */
+  readonly downloadUrl?: string;
+  /**
+   * Pre-built image with Element unpacked at /var/www/element and nginx installed; nothing is
+   * downloaded then, config.json is still written.
+   * @default the stock Debian image, which downloads the pinned release
+   */
+  readonly image?: string;
+  /** Client-server API base URL. @default "https://matrix.<domain>" */
+  readonly homeserverUrl?: string;
+  /** Product name shown in the UI. @default the domain */
+  readonly brand?: string;
+  /** Links in the footer of the login screens (https only). @default none */
+  readonly footerLinks?: readonly FooterLink[];
+  /** ISO 3166-1 alpha-2 code preselected in phone number fields. @default "GB" */
+  readonly countryCode?: string;
+  /** New rooms federate by default. @default false */
+  readonly defaultFederate?: boolean;
+  /** Element settings defaults merged over the built-in ones. @default none */
+  readonly settingDefaults?: Readonly<Record<string, unknown>>;
+  /** An integration manager (a third party). @default none: integrations disabled */
+  readonly integrations?: IntegrationManager;
+  /** A rageshake server for "Send logs" (a third party unless self-hosted). @default none: bug reports disabled */
+  readonly bugReportEndpointUrl?: string;
+  /** Passed to the container; Element keeps no data, so no volume is protected today. @default true */
+  readonly protectData?: boolean;
+}
+
+export class ElementWeb extends Construct {
+  readonly container: ServiceContainer;
+  /** Container, Consul service and HAProxy backend name. */
+  readonly name: string;
+  /** `element.<domain>` */
+  readonly hostName: string;
+  readonly url: string;
+  readonly version: string;
+  /** The config.json text written into the bundle. */
+  readonly configJson: string;
+  /** Holds what the container is built from; a change replaces the container. */
+  readonly revision: DataResource;
+
+  constructor(scope: Construct, id: string, props: ElementWebProps) {
+    super(scope, id);
+    const problems = new Problems();
+    if (props.projectId !== undefined) {
+      problems.check(isResourceName(props.projectId, 15), "projectId", `must be at most 15 lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(props.projectId)}`);
+    }
+    if (props.name !== undefined) {
+      problems.check(isResourceName(props.name, 63), "name", `must be at most 63 lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(props.name)}`);
+    }
+    const configOptions = {
+      domain: props.domain,
+      homeserverUrl: props.homeserverUrl,
+      brand: props.brand,
+      footerLinks: props.footerLinks,
+      countryCode: props.countryCode,
+      defaultFederate: props.defaultFederate,
+      settingDefaults: props.settingDefaults,
+      integrations: props.integrations,
+      bugReportEndpointUrl: props.bugReportEndpointUrl,
+    };
+    validateElementConfigOptions(configOptions, problems);
+    validatePinnedRelease(props, ELEMENT_RELEASE.version, problems);
+    problems.throwIfAny(`${this.node.path}: invalid ElementWeb props`);
+
+    this.name = props.name ?? `${props.projectId ?? "matrix"}-element`;
+    this.hostName = `element.${props.domain}`;
+    this.url = `https://${this.hostName}`;
+    this.version = props.version ?? ELEMENT_RELEASE.version;
+    const sha256 = props.sha256 ?? ELEMENT_RELEASE.sha256;
+    const downloadUrl = props.downloadUrl ?? elementDownloadUrl(this.version);
+    this.configJson = renderElementConfig(configOptions);
+
+    const app = staticAppProvisioning({
+      app: "element",
+      release: { version: this.version, sha256, url: downloadUrl },
+      siteName: this.hostName,
+      site: { serverName: this.hostName, fallback: "404", noCachePaths: ["/index.html", "/version", "/config.json", `/config.${this.hostName}.json`] },
+      // Element reads config.<hostname>.json first and falls back to config.json.
+      bundleFiles: { "config.json": this.configJson, [`config.${this.hostName}.json`]: this.configJson },
+    });
+
+    this.container = new ServiceContainer(this, "container", {
+      host: props.host,
+      name: this.name,
+      hostPart: props.hostPart ?? ELEMENT_DEFAULT_HOST_PART,
+      image: props.image,
+      packages: app.packages,
+      stockImageCommands: app.stockImageCommands,
+      files: app.files,
+      commands: app.commands,
+      // The ingress proxy is the only client; it sits on the host network.
+      firewall: [{ protocol: "tcp", ports: [80], from: props.host.networkCidrs, comment: "http from the host network (ingress proxy)" }],
+      service: { name: this.name, port: 80, tags: ["webserver"] },
+      protectData: props.protectData,
+    });
+
+    // cloud-init runs once, and the LXD provider updates user-data in place: without this a new
+    // version or config would never reach the running container.
+    this.revision = new DataResource(this, "revision", {
+      triggersReplace: {
+        version: this.version,
+        sha256,
+        user_data_sha256: createHash("sha256").update(this.container.userData).digest("hex"),
+      },
+    });
+    // A plain address: cdktf renders resource objects here as "${...}", which Terraform rejects.
+    const revisionAddress = `${this.revision.terraformResourceType}.${this.revision.friendlyUniqueId}`;
+    this.container.instance.lifecycle = { ...this.container.instance.lifecycle, replaceTriggeredBy: [revisionAddress] };
+
+    new IngressBackend(this, "ingress-backend", { service: this.name });
+    new IngressRoute(this, "ingress-route", { name: `${this.name}-host`, host: this.hostName, action: { backend: this.name } });
+  }
+}
