@@ -6,9 +6,7 @@
  * Changing the version (or anything else the container is built from) replaces the container;
  * it keeps no data.
  */
-import { createHash } from "node:crypto";
 import { Construct } from "constructs";
-import { DataResource } from "cdktf";
 import type { Host } from "../lib/host";
 import { Problems, isResourceName } from "../lib/problems";
 import { renderElementConfig, validateElementConfigOptions, FooterLink, IntegrationManager } from "../lib/render/element";
@@ -82,7 +80,6 @@ export class ElementWeb extends Construct {
   /** The config.json text written into the bundle. */
   readonly configJson: string;
   /** Holds what the container is built from; a change replaces the container. */
-  readonly revision: DataResource;
 
   constructor(scope: Construct, id: string, props: ElementWebProps) {
     super(scope, id);
@@ -140,18 +137,6 @@ export class ElementWeb extends Construct {
       protectData: props.protectData,
     });
 
-    // cloud-init runs once, and the LXD provider updates user-data in place: without this a new
-    // version or config would never reach the running container.
-    this.revision = new DataResource(this, "revision", {
-      triggersReplace: {
-        version: this.version,
-        sha256,
-        user_data_sha256: createHash("sha256").update(this.container.userData).digest("hex"),
-      },
-    });
-    // A plain address: cdktf renders resource objects here as "${...}", which Terraform rejects.
-    const revisionAddress = `${this.revision.terraformResourceType}.${this.revision.friendlyUniqueId}`;
-    this.container.instance.lifecycle = { ...this.container.instance.lifecycle, replaceTriggeredBy: [revisionAddress] };
 
     new IngressBackend(this, "ingress-backend", { service: this.name });
     new IngressRoute(this, "ingress-route", { name: `${this.name}-host`, host: this.hostName, action: { backend: this.name } });

@@ -6,6 +6,7 @@
  * Every module's deployment construct is built from this one.
  */
 import { Construct } from "constructs";
+import { DataResource } from "cdktf";
 import { Instance, InstanceDevice } from "../gen/providers/lxd/instance";
 import { StorageVolume } from "../gen/providers/lxd/storage-volume";
 import { Node } from "../gen/providers/consul/node";
@@ -14,6 +15,7 @@ import type { Host } from "../lib/host";
 import type { StaticAddress } from "../lib/address-plan";
 import { renderCloudInit, CloudInitFile } from "../lib/render/cloud-init";
 import { renderNftables, FirewallRule } from "../lib/render/nftables";
+import { terraformLiteral } from "../lib/terraform-literal";
 import { Problems } from "../lib/problems";
 
 /** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */
@@ -103,6 +105,12 @@ export class ServiceContainer extends Construct {
   readonly serviceName?: string;
   /** The rendered user-data, for tests and validators. */
   readonly userData: string;
+  /**
+   * Holds what the container is built from (image and user-data). LXD updates user-data in
+   * place and cloud-init never runs it again, so a change replaces the container instead;
+   * the storage volumes stay.
+   */
+  readonly revision: DataResource;
 
   constructor(scope: Construct, id: string, props: ServiceContainerProps) {
     super(scope, id);
@@ -163,19 +171,25 @@ export class ServiceContainer extends Construct {
       ...proxyDevices(host, this.address, props.publicPorts ?? []),
     ];
 
+    const userData = terraformLiteral(this.userData);
+    const image = props.image ?? STOCK_IMAGE;
+    this.revision = new DataResource(this, "revision", { triggersReplace: { image, user_data: userData } });
+
     this.instance = new Instance(this, "instance", {
       name: props.name,
-      image: props.image ?? STOCK_IMAGE,
+      image,
       project: host.lxd.project,
       profiles: host.lxd.profiles,
       target: host.lxd.target,
       config: {
         "security.privileged": "false",
-        "cloud-init.user-data": this.userData,
+        "cloud-init.user-data": userData,
         ...Object.fromEntries(Object.entries(props.limits ?? {}).map(([k, v]) => [`limits.${k}`, v])),
       },
       device: devices,
       waitFor: [{ type: "ipv4" }],
+      // A bare address: cdktf 0.21 renders a resource object here as "${…}", which Terraform refuses.
+      lifecycle: { replaceTriggeredBy: [`${DataResource.tfResourceType}.${this.revision.friendlyUniqueId}`] },
     });
 
     if (props.service) {

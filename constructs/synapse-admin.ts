@@ -6,9 +6,7 @@
  * internal listener directly, so Synapse must accept those networks on that port.
  * Changing the version (or anything else the container is built from) replaces the container.
  */
-import { createHash } from "node:crypto";
 import { Construct } from "constructs";
-import { DataResource } from "cdktf";
 import { Host, isIpv4, isIpv6 } from "../lib/host";
 import { Problems, isResourceName } from "../lib/problems";
 import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
@@ -71,7 +69,6 @@ export class SynapseAdmin extends Construct {
   readonly configJson: string;
   readonly adminNetworks: readonly string[];
   /** Holds what the container is built from; a change replaces the container. */
-  readonly revision: DataResource;
 
   constructor(scope: Construct, id: string, props: SynapseAdminProps) {
     super(scope, id);
@@ -125,17 +122,5 @@ export class SynapseAdmin extends Construct {
     });
     this.url = `http://${this.container.address.ipv4}/`;
 
-    // cloud-init runs once, and the LXD provider updates user-data in place: without this a new
-    // version or config would never reach the running container.
-    this.revision = new DataResource(this, "revision", {
-      triggersReplace: {
-        version: this.version,
-        sha256,
-        user_data_sha256: createHash("sha256").update(this.container.userData).digest("hex"),
-      },
-    });
-    // A plain address: cdktf renders resource objects here as "${...}", which Terraform rejects.
-    const revisionAddress = `${this.revision.terraformResourceType}.${this.revision.friendlyUniqueId}`;
-    this.container.instance.lifecycle = { ...this.container.instance.lifecycle, replaceTriggeredBy: [revisionAddress] };
   }
 }

@@ -8,7 +8,7 @@
  * changing the version or the configuration replaces the container and keeps the data.
  */
 import { Construct } from "constructs";
-import { DataResource, Fn, Op, Token } from "cdktf";
+import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../lib/host";
 import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, isEmail, isPort, isResourceName } from "../lib/problems";
@@ -107,7 +107,6 @@ export class Synapse extends Construct {
   readonly backend: IngressBackend;
   readonly routes: { readonly matrix: IngressRoute; readonly client: IngressRoute; readonly admin: IngressRoute };
   /** Replaced (and with it the container) when the version or the user-data changes. */
-  readonly replacementTrigger: DataResource;
 
   constructor(scope: Construct, id: string, props: SynapseProps) {
     super(scope, id);
@@ -167,18 +166,12 @@ export class Synapse extends Construct {
       limits: props.limits,
     });
 
-    // lxd_instance updates user-data in place and cloud-init would not run it again, so a new
-    // version or configuration takes effect by replacing the container (the volume stays).
-    this.replacementTrigger = new DataResource(this, "replacement-trigger", {
-      triggersReplace: { synapse_version: this.version, user_data: this.container.userData },
-    });
+    // The version is in the user-data (stock image) or the image alias (pre-built), so a new
+    // version replaces the container through ServiceContainer's revision; the volume stays.
     const instance = this.container.instance;
     instance.config = { ...instance.configInput, "user.synapse-version": this.version };
-    // A bare resource address: cdktf 0.21 renders a dependable as "${…}", which Terraform refuses here.
-    const triggerAddress = `${DataResource.tfResourceType}.${this.replacementTrigger.friendlyUniqueId}`;
     instance.lifecycle = {
       ...instance.lifecycle,
-      replaceTriggeredBy: [triggerAddress],
       precondition: [adminPasswordPolicy(props.adminPassword)],
     };
 

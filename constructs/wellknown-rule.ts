@@ -112,7 +112,7 @@ export class WellknownJsonRule extends WellknownRuleBase {
     });
     this.payload = payload;
     const base = kvPaths.wellknownJson(props.domain, props.name);
-    this.register(props.wellknown, { [`${base}/location`]: props.path, [`${base}/payload`]: terraformLiteral(payload) });
+    this.register(props.wellknown, { [`${base}/location`]: props.path, [`${base}/payload`]: payload });
   }
 }
 
@@ -130,17 +130,8 @@ export class WellknownRedirectRule extends WellknownRuleBase {
     );
     this.url = props.url;
     const base = kvPaths.wellknownRedirect(props.domain, props.name);
-    this.register(props.wellknown, { [`${base}/location`]: props.path, [`${base}/url`]: terraformLiteral(props.url) });
+    this.register(props.wellknown, { [`${base}/location`]: props.path, [`${base}/url`]: props.url });
   }
-}
-
-/**
- * Terraform reads `${` and `%{` in any string as template syntax; free text such as a payload
- * must reach Consul as written, so they are escaped (`$${`, `%%{`). cdktf's own token markers
- * (`${TfToken[…]}`) are left alone, so references to other resources still resolve.
- */
-export function terraformLiteral(value: string): string {
-  return value.replace(/([$%])\{(?!TfToken\[)/g, "$1$1{");
 }
 
 /** The first thing in `value` that JSON cannot carry faithfully, with its path; undefined when there is none. */

@@ -1,6 +1,7 @@
 import { ServiceContainer } from "../constructs/service-container";
 import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { parse } from "yaml";
+import { Password } from "@cdktf/provider-random/lib/password";
 
 function deploy(props: Partial<ConstructorParameters<typeof ServiceContainer>[2]> = {}, hostProps?: typeof IPV4_HOST) {
   const { stack, host } = hostStack(hostProps);
@@ -124,5 +125,34 @@ describe("ServiceContainer", () => {
         /must be an integer from 2 to 254 outside the DHCP range 100-254/,
       );
     }
+  });
+  test("escapes Terraform template syntax in user-data but keeps references to other resources", () => {
+    const { stack, host } = hostStack();
+    const secret = new Password(stack, "secret", { length: 16 });
+    new ServiceContainer(stack, "svc", {
+      host,
+      name: "esc",
+      hostPart: 40,
+      firewall: [],
+      files: [{ path: "/usr/local/bin/hook.sh", content: `lineage="\${RENEWED_LINEAGE}"\nprintf '%{x}'\nsecret=${secret.result}\n` }],
+    });
+    const userData = instanceOf(synthJson(stack)).config["cloud-init.user-data"];
+    expect(userData).toContain('lineage="$${RENEWED_LINEAGE}"');
+    expect(userData).toContain("printf '%%{x}'");
+    expect(userData).toMatch(/secret=\$\{random_password\.secret\.result\}/);
+  });
+
+  test("replaces the container when its user-data or image changes; the volume stays", () => {
+    const trigger = (json: any) => {
+      const [address] = instanceOf(json).lifecycle.replace_triggered_by;
+      const [type, name] = address.split(".");
+      return json.resource[type][name].triggers_replace;
+    };
+    const before = deploy().json;
+    const after = deploy({ packages: ["nginx", "curl"] }).json;
+    expect(trigger(before).user_data).toBe(instanceOf(before).config["cloud-init.user-data"]);
+    expect(trigger(after).user_data).not.toBe(trigger(before).user_data);
+    expect(trigger(deploy({ image: "local:web-2" }).json).image).toBe("local:web-2");
+    expect(after.resource.lxd_storage_volume).toEqual(before.resource.lxd_storage_volume);
   });
 });
