@@ -119,3 +119,15 @@ describe("configuration file", () => {
     expect(problemsOf("project: {}\nproject: {}")[0].message).toMatch(/unique/i);
   });
 });
+
+describe("README configuration reference", () => {
+  test("documents every field of the schema (regenerate with node scripts/config-docs.js)", () => {
+    const result = require("child_process").spawnSync(process.execPath, [path.join(__dirname, "..", "scripts", "config-docs.js"), "--check"], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+    const readme = fs.readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
+    for (const field of ["host.ipv4_network_part", "project.turn_domain", "modules.coturn.min_port", "project.element_footer_links[].url"]) {
+      expect(readme).toContain(`\`${field}\``);
+    }
+  });
+});
