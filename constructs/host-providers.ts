@@ -3,6 +3,8 @@
  * (plus the `images` simplestreams remote for stock images) and the Consul server's API.
  */
 import { Construct } from "constructs";
+import { TerraformStack } from "cdktf";
+import versions from "../versions.json";
 import { LxdProvider } from "../gen/providers/lxd/provider";
 import { ConsulProvider } from "../gen/providers/consul/provider";
 import { RandomProvider } from "@cdktf/provider-random/lib/provider";
@@ -39,5 +41,8 @@ export class HostProviders extends Construct {
       datacenter: host.consul.datacenter,
     });
     this.random = new RandomProvider(this, "random", {});
+    // terraform_data and the nested-attribute schemas of the LXD provider need a recent CLI;
+    // Terraform checks this itself at init and plan.
+    TerraformStack.of(this).addOverride("terraform.required_version", `>= ${versions.terraform.minimum}`);
   }
 }

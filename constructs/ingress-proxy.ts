@@ -184,7 +184,10 @@ export class IngressProxy extends Construct implements IngressProxyRef {
     this.host = host;
     this.containerName = name;
     this.address = this.container.address;
-    this.sharedCertsVolume = sharedCertsVolumeName(name);
+    // A reference to the volume resource, so a container that attaches it waits for it.
+    const shared = this.container.volumes.find((v) => v.nameInput === sharedCertsVolumeName(name));
+    if (!shared) throw new Error(`${this.node.path}: the shared certificate volume is missing`);
+    this.sharedCertsVolume = shared.name;
     this.instance = this.container.instance;
   }
 }

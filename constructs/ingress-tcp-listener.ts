@@ -7,6 +7,7 @@
  */
 import { Construct } from "constructs";
 import { InstanceDeviceA } from "../gen/providers/lxd/instance-device";
+import { dependable } from "cdktf/lib/tfExpression";
 import { KvEntries } from "./kv-entries";
 import type { IngressProxyRef } from "./ingress-proxy";
 import { kvPaths } from "../lib/kv";
@@ -59,6 +60,8 @@ export class IngressTcpListener extends Construct {
           type: "proxy",
           properties: { listen: `tcp:${listen}:${props.port}`, connect: `tcp:${connect}:${props.port}`, nat: "true" },
           dependsOn,
+          // Devices live on the instance: when the proxy is replaced, they must be created again.
+          lifecycle: props.ingress.instance ? { replaceTriggeredBy: [dependable(props.ingress.instance)] } : undefined,
         }),
     );
     new KvEntries(this, "kv", { [kvPaths.tcpListener(props.port)]: props.service }, dependsOn);

@@ -119,6 +119,7 @@ export class MatrixStandalone extends Construct {
       allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
       allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
       protectData: props.protectData,
+      adminNetworks: props.synapseAdmin?.adminNetworks?.filter((cidr) => !host.networkCidrs.includes(cidr)),
     });
     // Synapse starts once its database and certificates are registered; it still waits for the
     // database to answer, since PostgreSQL creates it asynchronously.

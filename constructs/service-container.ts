@@ -6,7 +6,6 @@
  * Every module's deployment construct is built from this one.
  */
 import { Construct } from "constructs";
-import { DataResource } from "cdktf";
 import { Instance, InstanceDevice } from "../gen/providers/lxd/instance";
 import { StorageVolume } from "../gen/providers/lxd/storage-volume";
 import { Node } from "../gen/providers/consul/node";
@@ -17,6 +16,7 @@ import { renderCloudInit, CloudInitFile } from "../lib/render/cloud-init";
 import { renderNftables, FirewallRule } from "../lib/render/nftables";
 import { terraformLiteral } from "../lib/terraform-literal";
 import { Problems } from "../lib/problems";
+import { ContainerRevision } from "./container-revision";
 
 /** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */
 export const STOCK_IMAGE = "images:debian/12/cloud";
@@ -110,7 +110,7 @@ export class ServiceContainer extends Construct {
    * place and cloud-init never runs it again, so a change replaces the container instead;
    * the storage volumes stay.
    */
-  readonly revision: DataResource;
+  readonly revision: ContainerRevision;
 
   constructor(scope: Construct, id: string, props: ServiceContainerProps) {
     super(scope, id);
@@ -128,12 +128,14 @@ export class ServiceContainer extends Construct {
     const prebuilt = props.image !== undefined;
 
     this.userData = renderCloudInit({
-      packages: prebuilt ? [] : props.packages,
+      // The stock image has no nftables: without it the container would run with no firewall.
+      packages: prebuilt ? [] : [...new Set(["nftables", ...(props.packages ?? [])])],
       files: [...(props.files ?? []), { path: "/etc/nftables.conf", content: renderNftables({ rules: props.firewall }), permissions: "0755" }],
       commands: [
+        // The firewall goes up first, and a container that cannot have one stops here.
+        'command -v nft >/dev/null || { echo "nftables is missing: refusing to run without a firewall" >&2; exit 1; }',
+        "nft -f /etc/nftables.conf && systemctl enable nftables",
         ...(prebuilt ? [] : (props.stockImageCommands ?? [])),
-        "systemctl enable nftables",
-        "nft -f /etc/nftables.conf",
         ...(props.commands ?? []),
       ],
     });
@@ -144,6 +146,7 @@ export class ServiceContainer extends Construct {
           name: `${props.name}-${v.name}`,
           pool: host.lxd.storagePool,
           project: host.lxd.project,
+          target: host.lxd.target,
           lifecycle: { preventDestroy: props.protectData ?? true },
         }),
     );
@@ -173,7 +176,7 @@ export class ServiceContainer extends Construct {
 
     const userData = terraformLiteral(this.userData);
     const image = props.image ?? STOCK_IMAGE;
-    this.revision = new DataResource(this, "revision", { triggersReplace: { image, user_data: userData } });
+    this.revision = new ContainerRevision(this, "revision", { triggersReplace: { image, user_data: userData } });
 
     this.instance = new Instance(this, "instance", {
       name: props.name,
@@ -189,7 +192,7 @@ export class ServiceContainer extends Construct {
       device: devices,
       waitFor: [{ type: "ipv4" }],
       // A bare address: cdktf 0.21 renders a resource object here as "${…}", which Terraform refuses.
-      lifecycle: { replaceTriggeredBy: [`${DataResource.tfResourceType}.${this.revision.friendlyUniqueId}`] },
+      lifecycle: { replaceTriggeredBy: [this.revision.address] },
     });
 
     if (props.service) {

@@ -90,6 +90,12 @@ export interface SynapseProps {
   readonly protectData?: boolean;
   /** Resource limits such as `{ cpu: "2", memory: "4GiB" }`. @default none */
   readonly limits?: Record<string, string>;
+  /**
+   * Networks (CIDRs) besides the host network whose browsers use synapse-admin, which calls
+   * Synapse's API directly on port 8008.
+   * @default none: the host network only
+   */
+  readonly adminNetworks?: readonly string[];
 }
 
 const ADMIN_USER = /^[a-z0-9._=\-/+]+$/;
@@ -159,6 +165,9 @@ export class Synapse extends Construct {
       commands: SYNAPSE_BOOTSTRAP_START,
       firewall: [
         { protocol: "tcp", ports: [SYNAPSE_PORT], from: host.networkCidrs, comment: "Synapse client and federation API from the host network" },
+        ...(props.adminNetworks?.length
+          ? [{ protocol: "tcp" as const, ports: [SYNAPSE_PORT], from: props.adminNetworks, comment: "Synapse API for synapse-admin from the admin networks" }]
+          : []),
       ],
       volumes: [{ name: "data", path: SYNAPSE_PATHS.dataDir }],
       service: { name: this.name, port: SYNAPSE_PORT },

@@ -14,8 +14,9 @@
 # Usage:
 #   scripts/toolchain.sh [--allow-missing-providers]
 #   scripts/toolchain.sh test-tools
-#       only the Consul agent and consul-template (into <cache>/bin), which the unit
-#       tests use to render consul-template templates for real; no providers.
+#       only a Terraform CLI (its path in <cache>/terraform-cli), the Consul agent and
+#       consul-template (into <cache>/bin), which the unit tests use to validate
+#       provider-free Terraform and render consul-template templates for real; no providers.
 #   scripts/toolchain.sh schemas [--out DIR] [--allow-missing-providers]
 #       after the build, dumps `providers schema -json` split per provider into DIR
 #       (default: <repo>/schemas) as lxd.json, consul.json, random.json.
@@ -490,6 +491,9 @@ PY
 # ------------------------------------------------------------------ main
 log "cache: $CACHE"
 if [ "$CMD" = test-tools ]; then
+  step_cli
+  # The unit tests validate provider-free parts of the synthesized stacks with this CLI.
+  printf '%s\n' "$TF_BIN" >"$CACHE/terraform-cli"
   plan_consul
   install_consul
   step_consul_template

@@ -131,3 +131,11 @@ describe("README configuration reference", () => {
     }
   });
 });
+
+describe("precompiled configuration validator", () => {
+  test("is up to date with the schema (regenerate: npm run build && node scripts/compile-config-schema.js && npm run build)", () => {
+    const result = require("child_process").spawnSync(process.execPath, [path.join(__dirname, "..", "scripts", "compile-config-schema.js"), "--check"], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+  });
+});

@@ -70,7 +70,7 @@ describe("IngressProxy", () => {
       "/etc/haproxy/ssl",
       "/var/certs",
     ]);
-    expect(proxy.sharedCertsVolume).toBe("ingress-proxy-shared-certs");
+    expect(proxy.sharedCertsVolume).toMatch(/\$\{TfToken\[/);
   });
 
   test("the firewall opens 80/443 to everyone and the statistics page to the host network only; nft accepts it", () => {
@@ -177,10 +177,11 @@ describe("IngressProxy.reference", () => {
   });
 
   test("matches what the deploying stack created", () => {
-    const { proxy, host } = deploy({ name: "edge", hostPart: 12 });
+    const { proxy, host, json } = deploy({ name: "edge", hostPart: 12 });
     const ref = IngressProxy.reference(host, { name: "edge", hostPart: 12 });
     expect(ref.address).toEqual(proxy.address);
-    expect(ref.sharedCertsVolume).toBe(proxy.sharedCertsVolume);
+    expect(ref.sharedCertsVolume).toBe("edge-shared-certs");
+    expect(Object.values<any>(json().resource.lxd_storage_volume).map((v) => v.name)).toContain(ref.sharedCertsVolume);
     expect(ref.containerName).toBe(proxy.containerName);
   });
 });
@@ -197,8 +198,11 @@ describe("IngressTcpListener", () => {
       ["ingress-proxy", "tcp-listener-8448-v4", "proxy", { listen: "tcp:203.0.113.10:8448", connect: "tcp:10.10.1.10:8448", nat: "true" }],
       ["ingress-proxy", "tcp-listener-8448-v6", "proxy", { listen: "tcp:[2001:db8::10]:8448", connect: "tcp:[fd10:10:10:1::1:10]:8448", nat: "true" }],
     ]);
-    // Created after the container it attaches to.
-    for (const d of devs) expect(d.depends_on).toEqual([expect.stringMatching(/^lxd_instance\./)]);
+    // Created after the container it attaches to, and again whenever that container is replaced.
+    for (const d of devs) {
+      expect(d.depends_on).toEqual([expect.stringMatching(/^lxd_instance\./)]);
+      expect(d.lifecycle.replace_triggered_by).toEqual(d.depends_on);
+    }
   });
 
   test("against a referenced proxy on an IPv4-only host: one IPv4 device, no dependency", () => {

@@ -59,7 +59,8 @@ describe("ServiceContainer", () => {
 
   test("stock images install packages; overridden images do not", () => {
     const stock = parse(deploy().container.userData);
-    expect(stock.packages).toEqual(["nginx"]);
+    // nftables always comes along: the stock image lacks it, and the firewall depends on it.
+    expect(stock.packages).toEqual(["nftables", "nginx"]);
     const prebuilt = deploy({ image: "local:web" });
     expect(parse(prebuilt.container.userData).packages).toBeUndefined();
     expect(instanceOf(prebuilt.json).image).toBe("local:web");
@@ -71,7 +72,9 @@ describe("ServiceContainer", () => {
     expect(nft).toContain("policy drop;");
     expect(nft).toContain('ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept comment "http from the host network"');
     expect(nft).toContain("ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept");
-    expect(doc.runcmd).toContain("nft -f /etc/nftables.conf");
+    // The firewall is the first thing up, and a container without nft stops there.
+    expect(doc.runcmd[0]).toMatch(/^command -v nft .*exit 1/);
+    expect(doc.runcmd[1]).toBe("nft -f /etc/nftables.conf && systemctl enable nftables");
   });
 
   test("registers the service in the Consul catalog at its static address", () => {

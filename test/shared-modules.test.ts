@@ -46,8 +46,11 @@ describe("SharedModules", () => {
 
   test("coturn mounts the ingress proxy's shared certificate volume read-only", () => {
     const coturn = Object.values<any>(JSON.parse(synthesized).resource.lxd_instance).find((i) => i.name === "coturn");
-    const attached = coturn.device.find((d: any) => d.properties.source === modules.ingress.sharedCertsVolume);
+    const attached = coturn.device.find((d: any) => d.name === "attached-shared-certs");
+    // A reference to the volume resource: Terraform creates the volume before coturn attaches it.
+    expect(attached.properties.source).toMatch(/^\$\{lxd_storage_volume\.modules_ingress-proxy_container_volume-shared-certs_\w+\.name\}$/);
     expect(attached.properties).toMatchObject({ readonly: "true", path: "/var/certs" });
+    expect(modules.ingress.sharedCertsVolume).toBeDefined();
   });
 
   test("exposes the TURN secret as a reference, never a literal", () => {

@@ -1,0 +1,36 @@
+/**
+ * A built-in `terraform_data` resource holding what a container is built from (image and
+ * user-data); the container is replaced when it changes. It synthesizes like cdktf's
+ * DataResource without that class's synth-time `terraform version` spawn (about 35 ms per
+ * resource); the stack's `required_version` (set by HostProviders) makes Terraform check its
+ * own version instead.
+ */
+import { Construct } from "constructs";
+import { TerraformResource, anyToHclTerraform, anyToTerraform, hashMapper, hashMapperHcl } from "cdktf";
+
+export class ContainerRevision extends TerraformResource {
+  static readonly tfResourceType = "terraform_data";
+  /** The values whose change replaces the container. */
+  readonly triggersReplaceInput: Readonly<Record<string, string>>;
+
+  constructor(scope: Construct, id: string, config: { readonly triggersReplace: Readonly<Record<string, string>> }) {
+    super(scope, id, {
+      terraformResourceType: ContainerRevision.tfResourceType,
+      terraformGeneratorMetadata: { providerName: "terraform" },
+    });
+    this.triggersReplaceInput = config.triggersReplace;
+  }
+
+  /** The bare address (`terraform_data.<name>`) that `replace_triggered_by` needs. */
+  get address(): string {
+    return `${ContainerRevision.tfResourceType}.${this.friendlyUniqueId}`;
+  }
+
+  protected synthesizeAttributes(): { [name: string]: any } {
+    return { triggers_replace: hashMapper(anyToTerraform)(this.triggersReplaceInput) };
+  }
+
+  protected synthesizeHclAttributes(): { [name: string]: any } {
+    return { triggers_replace: hashMapperHcl(anyToHclTerraform)(this.triggersReplaceInput) };
+  }
+}
