@@ -9,6 +9,7 @@ export * from "./lib/kv";
 export * from "./lib/config";
 export * from "./constructs/host-providers";
 export * from "./constructs/service-container";
+export * from "./constructs/container-revision";
 export * from "./constructs/kv-entries";
 export * from "./constructs/certificate-domains";
 export * from "./constructs/ingress-backend";

@@ -355,4 +355,22 @@ describe("the database script against a real PostgreSQL", () => {
     expect(cluster.query("select pg_encoding_to_char(encoding), datcollate, datctype from pg_database where datname = 'billing'")).toBe("UTF8|C|C");
     expect(cluster.login("other_owner", "other-password", "billing").out).toMatch(/permission denied for database "billing"/);
   }, 60_000);
+
+  test("a registration naming another project's owner or database cannot take it over", () => {
+    const victim = { owner: "victim_owner", "password-verifier": md5Verifier("victim-password", "victim_owner") };
+    expect(cluster.ensure(JSON.stringify({ victim_db: victim })).status).toBe(0);
+    const hostile = JSON.stringify({
+      victim_db: victim,
+      // Sorts first, names the victim's role with the attacker's password.
+      aaa: { owner: "victim_owner", "password-verifier": md5Verifier("attacker-password", "victim_owner") },
+      // Claims the victim's database for the attacker's role.
+      zzz: { owner: "attacker_owner", "password-verifier": md5Verifier("attacker-password", "attacker_owner") },
+      victim_db_claim: { owner: "attacker_owner", "password-verifier": md5Verifier("attacker-password", "attacker_owner") },
+    }).replace('"victim_db_claim"', '"victim_db"');
+    const run = cluster.ensure(hostile);
+    expect(run.status).toBe(0);
+    expect(cluster.login("victim_owner", "victim-password", "victim_db").status).toBe(0);
+    expect(cluster.login("victim_owner", "attacker-password", "victim_db").status).not.toBe(0);
+    expect(cluster.query("select pg_get_userbyid(datdba) from pg_database where datname = 'victim_db'")).toBe("victim_owner");
+  }, 60_000);
 });

@@ -147,7 +147,7 @@ export const POSTGRES_DATABASES_TEMPLATE = `{{ tree \`${KV_PREFIX.postgres}/data
 
 /**
  * The SQL run by POSTGRES_ENSURE_SCRIPT (psql, as postgres, with `-v spec_file=<json>`).
- * Idempotent; creates what is missing, sets passwords and owners that differ, never drops.
+ * Idempotent; creates what is missing, sets passwords that differ, never changes an owner or drops.
  */
 export function renderEnsureDatabasesSql(): string {
   const valid = [
@@ -165,7 +165,7 @@ export function renderEnsureDatabasesSql(): string {
   return `-- Creates the roles and databases registered under ${KV_PREFIX.postgres}/databases in Consul KV.
 -- Every value is validated here and quoted with format() (%I identifiers, %L literals), so a
 -- registration cannot inject SQL, and it cannot take over the superuser or a reserved role.
--- Idempotent: creates what is missing, updates passwords and owners, never drops anything.
+-- Idempotent: creates what is missing, updates its own roles' passwords, never drops anything.
 \\set ON_ERROR_STOP on
 \\set spec \`cat :'spec_file'\`
 
@@ -188,8 +188,15 @@ UPDATE registration SET valid = coalesce(
 SELECT format('skipping the invalid registration %L', db) AS problem FROM registration WHERE NOT valid;
 
 -- One role per owner; should two registrations share an owner, the first database's password wins.
+-- A role that already owns databases takes its password only from the registration of one of
+-- them, so a registration that merely names an existing owner cannot take that role over.
 CREATE TEMPORARY VIEW wanted_role AS
-SELECT DISTINCT ON (owner) owner, verifier FROM registration WHERE valid ORDER BY owner, db;
+SELECT DISTINCT ON (g.owner) g.owner, g.verifier
+  FROM registration g LEFT JOIN pg_database d ON d.datname = g.db
+ WHERE g.valid
+   AND (pg_get_userbyid(d.datdba) = g.owner
+        OR NOT EXISTS (SELECT FROM pg_database o WHERE pg_get_userbyid(o.datdba) = g.owner))
+ ORDER BY g.owner, g.db;
 
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', w.owner, w.verifier)
   FROM wanted_role w
@@ -204,9 +211,10 @@ SELECT format('CREATE DATABASE %I OWNER %I ENCODING %L LC_COLLATE %L LC_CTYPE %L
   FROM registration g
  WHERE g.valid AND NOT EXISTS (SELECT FROM pg_database d WHERE d.datname = g.db) \\gexec
 
-SELECT format('ALTER DATABASE %I OWNER TO %I', g.db, g.owner)
+-- An existing database keeps its owner: a registration cannot hand another project's data over.
+SELECT format('database %I belongs to %I, not %I: left as it is', g.db, pg_get_userbyid(d.datdba), g.owner) AS problem
   FROM registration g JOIN pg_database d ON d.datname = g.db
- WHERE g.valid AND pg_get_userbyid(d.datdba) <> g.owner \\gexec
+ WHERE g.valid AND pg_get_userbyid(d.datdba) <> g.owner;
 
 -- Only the owner (and the superuser) may connect: projects sharing the server stay apart.
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', g.db)
