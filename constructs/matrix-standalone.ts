@@ -10,7 +10,7 @@ import { dependable } from "cdktf/lib/tfExpression";
 import type { Host } from "../lib/host";
 import type { SmtpOptions } from "../lib/render/synapse";
 import type { FooterLink } from "../lib/render/element";
-import { Problems, isResourceName } from "../lib/problems";
+import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
 import type { SharedModuleRefs } from "./shared-modules";
 import { CertificateDomains } from "./certificate-domains";
 import { PostgresDatabase } from "./postgres-database";
@@ -78,11 +78,7 @@ export class MatrixStandalone extends Construct {
   constructor(scope: Construct, id: string, props: MatrixStandaloneProps) {
     super(scope, id);
     const problems = new Problems();
-    problems.check(
-      isResourceName(props.projectId, 15),
-      "projectId",
-      `must be at most 15 lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(props.projectId)}`,
-    );
+    checkResourceName(problems, "projectId", props.projectId, PROJECT_ID_MAX_LENGTH);
     problems.throwIfAny(`${this.node.path}: invalid MatrixStandalone props`);
 
     const { host, modules, projectId, domain } = props;

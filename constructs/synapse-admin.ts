@@ -8,7 +8,7 @@
  */
 import { Construct } from "constructs";
 import { Host, isIpv4, isIpv6 } from "../lib/host";
-import { Problems, isResourceName } from "../lib/problems";
+import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
 import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
 import { ServiceContainer } from "./service-container";
 
@@ -68,17 +68,11 @@ export class SynapseAdmin extends Construct {
   readonly url: string;
   readonly configJson: string;
   readonly adminNetworks: readonly string[];
-  /** Holds what the container is built from; a change replaces the container. */
-
   constructor(scope: Construct, id: string, props: SynapseAdminProps) {
     super(scope, id);
     const problems = new Problems();
-    if (props.projectId !== undefined) {
-      problems.check(isResourceName(props.projectId, 15), "projectId", `must be at most 15 lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(props.projectId)}`);
-    }
-    if (props.name !== undefined) {
-      problems.check(isResourceName(props.name, 63), "name", `must be at most 63 lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(props.name)}`);
-    }
+    if (props.projectId !== undefined) checkResourceName(problems, "projectId", props.projectId, PROJECT_ID_MAX_LENGTH);
+    if (props.name !== undefined) checkResourceName(problems, "name", props.name, 63);
     problems.check(
       /^https?:\/\/[^\s/'"]+(:\d+)?\/?$/.test(props.homeserverUrl ?? "") && URL.canParse(props.homeserverUrl),
       "homeserverUrl",

@@ -66,6 +66,18 @@ export function isResourceName(value: string, maxLength: number): boolean {
   return value.length <= maxLength && /^[a-z][a-z0-9-]*$/.test(value) && !value.endsWith("-");
 }
 
+/** Records a problem unless `value` is a name prefix of at most `maxLength` characters (see isResourceName). */
+export function checkResourceName(problems: Problems, prop: string, value: string | undefined, maxLength: number): void {
+  problems.check(
+    value !== undefined && isResourceName(value, maxLength),
+    prop,
+    `must be at most ${maxLength} lower-case letters, digits and dashes, starting with a letter, got ${JSON.stringify(value)}`,
+  );
+}
+
+/** Project ids prefix container names, which LXD limits to 63 characters. */
+export const PROJECT_ID_MAX_LENGTH = 15;
+
 export function isEmail(value: string): boolean {
   const at = value.lastIndexOf("@");
   return at > 0 && /^[A-Za-z0-9._%+-]+$/.test(value.slice(0, at)) && isDomainName(value.slice(at + 1).toLowerCase());

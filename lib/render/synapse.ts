@@ -5,6 +5,7 @@
  * waits for PostgreSQL, starts Synapse and creates the admin user once). Secrets come in as
  * strings: Terraform tokens at synth time, sample values in tests.
  */
+import { SPECIAL_PURPOSE_NETWORKS } from "../special-networks";
 import { stringify } from "yaml";
 import type { CloudInitFile } from "./cloud-init";
 
@@ -120,33 +121,7 @@ export const PASSWORD_RULES: readonly { readonly pattern: string; readonly deman
 ];
 
 /** Never fetched for URL previews: private, loopback, link-local, CGNAT, documentation, multicast and reserved ranges. */
-export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = [
-  "0.0.0.0/8",
-  "10.0.0.0/8",
-  "100.64.0.0/10",
-  "127.0.0.0/8",
-  "169.254.0.0/16",
-  "172.16.0.0/12",
-  "192.0.0.0/24",
-  "192.0.2.0/24",
-  "192.88.99.0/24",
-  "192.168.0.0/16",
-  "198.18.0.0/15",
-  "198.51.100.0/24",
-  "203.0.113.0/24",
-  "224.0.0.0/4",
-  "240.0.0.0/4",
-  "::1/128",
-  // IPv4-mapped and NAT64 addresses would reach the IPv4 ranges above.
-  "::ffff:0:0/96",
-  "64:ff9b::/96",
-  "100::/64",
-  "2001:db8::/32",
-  "fc00::/7",
-  "fe80::/10",
-  "fec0::/10",
-  "ff00::/8",
-];
+export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = SPECIAL_PURPOSE_NETWORKS;
 
 const URL_PREVIEW_URL_BLOCKLIST = [
   { username: "*" },

@@ -4,6 +4,7 @@
  * only with that file and lets it read the certificate key, and a timer that restarts coturn
  * when the ingress proxy has renewed the certificate on the shared volume.
  */
+import { SPECIAL_PURPOSE_NETWORKS } from "../special-networks";
 import type { CloudInitFile } from "./cloud-init";
 import { kvPaths } from "../kv";
 import { SHARED_CERT_DIR, SHARED_CERTS_GID, sharedCertificateFiles } from "./certbot";
@@ -26,38 +27,7 @@ export const SHARED_CERTS_GROUP = "shared-certs";
  * dynamic template lost (§13.11), including the ranges that embed IPv4 addresses (mapped,
  * NAT64, 6to4, Teredo) and so could reach private IPv4 space.
  */
-export const DENIED_PEER_NETWORKS: readonly string[] = [
-  "0.0.0.0/8",
-  "10.0.0.0/8",
-  "100.64.0.0/10",
-  "127.0.0.0/8",
-  "169.254.0.0/16",
-  "172.16.0.0/12",
-  "192.0.0.0/24",
-  "192.0.2.0/24",
-  "192.88.99.0/24",
-  "192.168.0.0/16",
-  "198.18.0.0/15",
-  "198.51.100.0/24",
-  "203.0.113.0/24",
-  "224.0.0.0/4",
-  "240.0.0.0/4",
-  "::/128",
-  "::1/128",
-  "::/96",
-  "::ffff:0:0/96",
-  "64:ff9b::/96",
-  "64:ff9b:1::/48",
-  "100::/64",
-  "2001::/23",
-  "2001:db8::/32",
-  "2002::/16",
-  "3fff::/20",
-  "fc00::/7",
-  "fe80::/10",
-  "fec0::/10",
-  "ff00::/8",
-];
+export const DENIED_PEER_NETWORKS: readonly string[] = SPECIAL_PURPOSE_NETWORKS;
 
 export interface TurnserverPorts {
   readonly listeningPort: number;
