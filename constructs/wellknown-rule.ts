@@ -8,7 +8,8 @@
  * WellknownServer (or a reference to one) and the ingress proxy; the certificate for the
  * domain is the project's to request.
  */
-import { Construct, IConstruct } from "constructs";
+import { Construct } from "constructs";
+import type { Host } from "../lib/host";
 import { KvEntries } from "./kv-entries";
 import { IngressRoute } from "./ingress-route";
 import type { WellknownRef } from "./wellknown-server";
@@ -39,8 +40,8 @@ export interface WellknownRedirectRuleProps extends WellknownRuleProps {
 const RULE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const PATH_RULE = 'an absolute path starting with "/" of letters, digits and . _ ~ ! & ( ) * + , = : @ % / -';
 
-/** Rules already registered in one construct tree, to refuse a second owner of the same keys or path. */
-const registered = new WeakMap<IConstruct, Map<string, string>>();
+/** Rules already registered on each host, to refuse a second owner of the same keys or path. */
+const registered = new WeakMap<Host, Map<string, string>>();
 
 abstract class WellknownRuleBase extends Construct {
   readonly domain: string;
@@ -69,11 +70,13 @@ abstract class WellknownRuleBase extends Construct {
     this.claim(props);
   }
 
-  /** Two rules with one id on one domain would own the same keys; two with one path would shadow each other. */
+  /**
+   * Two rules with one id on one domain would own the same keys; two with one path would shadow
+   * each other. Claims are per host: that is where the keys meet, whatever stacks they come from.
+   */
   private claim(props: WellknownRuleProps): void {
-    const root = this.node.root;
-    const claims = registered.get(root) ?? new Map<string, string>();
-    registered.set(root, claims);
+    const claims = registered.get(props.wellknown.host) ?? new Map<string, string>();
+    registered.set(props.wellknown.host, claims);
     for (const [key, what] of [
       [`rule ${props.domain} ${props.name}`, `rule id ${JSON.stringify(props.name)} on ${props.domain}`],
       [`path ${props.domain} ${props.path}`, `path ${props.path} on ${props.domain}`],

@@ -233,4 +233,16 @@ describe("WellknownJsonRule and WellknownRedirectRule", () => {
     // The same id on another domain is a different rule.
     new WellknownJsonRule(stack, "other-domain", { wellknown, name: "matrix-client", domain: "example.org", path: "/.well-known/matrix/client", payload: CLIENT });
   });
+
+  test("claims are per host: another stack on the same host is refused, another host is not", () => {
+    const app = Testing.app();
+    const host = new Host(DUAL_STACK_HOST);
+    const rule = { name: "matrix-client", domain: "example.com", path: "/.well-known/matrix/client", payload: CLIENT };
+    new WellknownJsonRule(new TerraformStack(app, "a"), "rule", { wellknown: WellknownServer.reference(host), ...rule });
+    expect(() => new WellknownJsonRule(new TerraformStack(app, "b"), "rule", { wellknown: WellknownServer.reference(host), ...rule })).toThrow(
+      /already registered by a\/rule/,
+    );
+    const otherHost = new Host({ ...DUAL_STACK_HOST, hostId: "otherhost" });
+    new WellknownJsonRule(new TerraformStack(app, "c"), "rule", { wellknown: WellknownServer.reference(otherHost), ...rule });
+  });
 });
