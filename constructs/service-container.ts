@@ -132,6 +132,8 @@ export class ServiceContainer extends Construct {
       packages: prebuilt ? [] : [...new Set(["nftables", ...(props.packages ?? [])])],
       files: [...(props.files ?? []), { path: "/etc/nftables.conf", content: renderNftables({ rules: props.firewall }), permissions: "0755" }],
       commands: [
+        // LXD writes the user-data seed (secrets included) world-readable; only root needs it.
+        "chmod -R go= /var/lib/cloud/seed 2>/dev/null || true",
         // The firewall goes up first, and a container that cannot have one stops here.
         'command -v nft >/dev/null || { echo "nftables is missing: refusing to run without a firewall" >&2; exit 1; }',
         "nft -f /etc/nftables.conf && systemctl enable nftables",

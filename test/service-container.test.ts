@@ -73,8 +73,9 @@ describe("ServiceContainer", () => {
     expect(nft).toContain('ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept comment "http from the host network"');
     expect(nft).toContain("ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept");
     // The firewall is the first thing up, and a container without nft stops there.
-    expect(doc.runcmd[0]).toMatch(/^command -v nft .*exit 1/);
-    expect(doc.runcmd[1]).toBe("nft -f /etc/nftables.conf && systemctl enable nftables");
+    expect(doc.runcmd[0]).toBe("chmod -R go= /var/lib/cloud/seed 2>/dev/null || true");
+    expect(doc.runcmd[1]).toMatch(/^command -v nft .*exit 1/);
+    expect(doc.runcmd[2]).toBe("nft -f /etc/nftables.conf && systemctl enable nftables");
   });
 
   test("registers the service in the Consul catalog at its static address", () => {
