@@ -5,7 +5,7 @@ import { Coturn, CoturnProps, turnUris } from "../constructs/coturn";
 import { TurnDomain } from "../constructs/turn-domain";
 import { CertificateDomains } from "../constructs/certificate-domains";
 import { DENIED_PEER_NETWORKS, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
-import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 import { ConsulDevAgent } from "./support/consul-template-render";
 
@@ -34,9 +34,7 @@ const fileAt = (doc: any, p: string): string => {
   if (!file) throw new Error(`no ${p} in the user-data`);
   return file.content;
 };
-const kvEntries = (json: any): Record<string, string> =>
-  Object.fromEntries(Object.values(json.resource.consul_keys ?? {}).flatMap((r: any) => r.key.map((k: any) => [k.path, k.value])));
-const instanceOf = (json: any) => Object.values(json.resource.lxd_instance)[0] as any;
+const instanceOf = firstInstance;
 
 describe("peerRange", () => {
   test("turns CIDRs into coturn's first-last ranges, single addresses for /32 and /128", () => {

@@ -7,7 +7,7 @@ import { parse } from "yaml";
 import { ElementWeb, ElementWebProps, ELEMENT_RELEASE, elementDownloadUrl } from "../constructs/element-web";
 import { elementConfig, renderElementConfig, ISO_3166_ALPHA2 } from "../lib/render/element";
 import { renderPinnedDownload, renderStaticSite, serverNamesHashBucketSize } from "../lib/render/static-site";
-import { hostStack, synthJson } from "./support/fixtures";
+import { hostStack, kvEntries, synthJson } from "./support/fixtures";
 import { checkCloudInit, checkNftables, checkNginxSite } from "./support/validators";
 
 const OTHER_SHA = "1".repeat(64);
@@ -20,8 +20,6 @@ function deploy(props: Partial<ElementWebProps> = {}) {
 
 const userDataOf = (element: ElementWeb) => parse(element.container.userData);
 const fileAt = (doc: any, p: string): string | undefined => doc.write_files.find((f: any) => f.path === p)?.content;
-const kvEntries = (json: any): Record<string, string> =>
-  Object.fromEntries(Object.values(json.resource.consul_keys ?? {}).flatMap((r: any) => r.key.map((k: any) => [k.path, k.value])));
 
 describe("renderStaticSite", () => {
   test("serves the root with security headers on every response, and passes nginx -t", () => {

@@ -4,7 +4,7 @@ import { IngressProxy, IngressProxyProps } from "../constructs/ingress-proxy";
 import { IngressTcpListener } from "../constructs/ingress-tcp-listener";
 import { ServiceContainer } from "../constructs/service-container";
 import { CERTBOT_ISSUE_SCRIPT, CERT_DEPLOY_HOOK, FALLBACK_CERT_SCRIPT } from "../lib/render/certbot";
-import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { SELF_SIGNED_PEM, checkCloudInit, checkHaproxy, checkNftables } from "./support/validators";
 import { ConsulDevAgent } from "./support/consul-template-render";
 
@@ -14,7 +14,7 @@ function deploy(props: Partial<IngressProxyProps> = {}, hostProps?: typeof IPV4_
   return { stack, host, proxy, json: () => synthJson(stack) };
 }
 
-const instanceOf = (json: any) => Object.values(json.resource.lxd_instance)[0] as any;
+const instanceOf = firstInstance;
 const devices = (json: any) => Object.fromEntries(instanceOf(json).device.map((d: any) => [d.name, d]));
 const userData = (proxy: IngressProxy) => parse(proxy.container.userData);
 const file = (proxy: IngressProxy, path: string) => {

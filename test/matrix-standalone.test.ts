@@ -4,6 +4,7 @@ import { App, TerraformVariable, Testing } from "cdktf";
 import { loadConfig, parseConfig } from "../lib/config";
 import { MatrixStandaloneStack } from "../constructs/matrix-standalone-stack";
 import { kvPaths } from "../lib/kv";
+import { kvEntries } from "./support/fixtures";
 import { parse } from "yaml";
 
 const EXAMPLE = path.join(__dirname, "..", "config", "example.yaml");
@@ -14,14 +15,7 @@ function synthExample(): any {
   return JSON.parse(Testing.synth(stack));
 }
 
-/** Every consul_keys entry of a synthesized stack, as path → value. */
-function kv(json: any): Record<string, string> {
-  const entries: Record<string, string> = {};
-  for (const res of Object.values<any>(json.resource.consul_keys ?? {})) {
-    for (const key of res.key) entries[key.path] = key.value;
-  }
-  return entries;
-}
+const kv = kvEntries;
 
 const instances = (json: any): any[] => Object.values(json.resource.lxd_instance);
 

@@ -15,7 +15,7 @@ import {
   renderPgHba,
   renderPostgresqlConf,
 } from "../lib/render/postgres";
-import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 import { freeLoopbackPorts, renderWithConsul } from "./support/consul-template-render";
 
@@ -31,8 +31,6 @@ const fileAt = (doc: any, p: string): string => {
   if (!file) throw new Error(`no ${p} in the user-data`);
   return file.content;
 };
-const kvEntries = (json: any): Record<string, string> =>
-  Object.fromEntries(Object.values(json.resource.consul_keys ?? {}).flatMap((r: any) => r.key.map((k: any) => [k.path, k.value])));
 const significant = (text: string) => text.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));
 const md5Verifier = (password: string, role: string) => `md5${createHash("md5").update(password + role).digest("hex")}`;
 

@@ -1,5 +1,5 @@
 import { ServiceContainer } from "../constructs/service-container";
-import { hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
+import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { parse } from "yaml";
 import { Password } from "@cdktf/provider-random/lib/password";
 
@@ -19,7 +19,7 @@ function deploy(props: Partial<ConstructorParameters<typeof ServiceContainer>[2]
   return { json: synthJson(stack), container, host };
 }
 
-const instanceOf = (json: any) => Object.values(json.resource.lxd_instance)[0] as any;
+const instanceOf = firstInstance;
 const devices = (json: any) => Object.fromEntries(instanceOf(json).device.map((d: any) => [d.name, d]));
 
 describe("ServiceContainer", () => {

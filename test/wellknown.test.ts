@@ -4,24 +4,14 @@ import { WellknownServer, WellknownRef, WELLKNOWN_SITE_PATH, WELLKNOWN_RELOAD_SC
 import { WellknownJsonRule, WellknownRedirectRule } from "../constructs/wellknown-rule";
 import { Host } from "../lib/host";
 import { renderWellknownSite, renderWellknownSiteFromKv, renderWellknownSiteTemplate } from "../lib/render/wellknown";
-import { hostStack, synthJson, DUAL_STACK_HOST } from "./support/fixtures";
+import { hostStack, kvEntries, synthJson, DUAL_STACK_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 
 const CLIENT = { "m.homeserver": { base_url: "https://matrix.example.com" } };
 const SERVER = { "m.server": "matrix.example.com:443" };
 
 /** Every consul_keys entry of the synthesized stack: path → value, failing on a path owned twice. */
-function kvOf(json: any): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const resource of Object.values<any>(json.resource?.consul_keys ?? {})) {
-    for (const key of resource.key) {
-      if (key.path in out) throw new Error(`consul key ${key.path} is owned by two resources`);
-      expect(key.delete).toBe(true);
-      out[key.path] = key.value;
-    }
-  }
-  return out;
-}
+const kvOf = kvEntries;
 
 const userDataOf = (server: WellknownServer) => parse(server.container.userData);
 const fileOf = (doc: any, path: string) => doc.write_files.find((f: any) => f.path === path);

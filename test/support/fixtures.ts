@@ -29,3 +29,22 @@ export function hostStack(props: HostProps = DUAL_STACK_HOST): { stack: Terrafor
 export function synthJson(stack: TerraformStack): any {
   return JSON.parse(Testing.synth(stack));
 }
+
+/**
+ * Every Consul KV entry a synthesized stack writes, as path → value. Fails when a key is owned
+ * by two resources or would outlive a destroy: both break the KV contract.
+ */
+export function kvEntries(json: any): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const resource of Object.values<any>(json.resource?.consul_keys ?? {})) {
+    for (const key of resource.key) {
+      if (key.path in entries) throw new Error(`consul key ${key.path} is owned by two resources`);
+      if (key.delete !== true) throw new Error(`consul key ${key.path} is not deleted on destroy`);
+      entries[key.path] = key.value;
+    }
+  }
+  return entries;
+}
+
+/** The first (usually only) LXD instance of a synthesized stack. */
+export const firstInstance = (json: any): any => Object.values(json.resource.lxd_instance)[0];
