@@ -9,7 +9,7 @@
 import { Construct } from "constructs";
 import type { Host } from "../lib/host";
 import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
-import { renderElementConfig, validateElementConfigOptions, FooterLink, IntegrationManager } from "../lib/render/element";
+import { renderElementConfig, validateElementConfigOptions, ElementConfigOptions } from "../lib/render/element";
 import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
 import { ServiceContainer } from "./service-container";
 import { IngressBackend } from "./ingress-backend";
@@ -27,7 +27,8 @@ export const elementDownloadUrl = (version: string): string =>
 
 export const ELEMENT_DEFAULT_HOST_PART = 21;
 
-export interface ElementWebProps {
+/** The container and release settings, plus every config.json option of ElementConfigOptions. */
+export interface ElementWebProps extends ElementConfigOptions {
   readonly host: Host;
   /** Prefix of the default name. @default "matrix" */
   readonly projectId?: string;
@@ -35,8 +36,6 @@ export interface ElementWebProps {
   readonly name?: string;
   /** Last octet of the container's static address. @default 21 */
   readonly hostPart?: number;
-  /** The Matrix server name; Element is served at `element.<domain>`. */
-  readonly domain: string;
   /** Element Web release. @default ELEMENT_RELEASE.version */
   readonly version?: string;
   /** SHA-256 of the release tarball; required with any version but the default. @default ELEMENT_RELEASE.sha256 */
@@ -49,22 +48,6 @@ export interface ElementWebProps {
    * @default the stock Debian image, which downloads the pinned release
    */
   readonly image?: string;
-  /** Client-server API base URL. @default "https://matrix.<domain>" */
-  readonly homeserverUrl?: string;
-  /** Product name shown in the UI. @default the domain */
-  readonly brand?: string;
-  /** Links in the footer of the login screens (https only). @default none */
-  readonly footerLinks?: readonly FooterLink[];
-  /** ISO 3166-1 alpha-2 code preselected in phone number fields. @default "GB" */
-  readonly countryCode?: string;
-  /** New rooms federate by default. @default false */
-  readonly defaultFederate?: boolean;
-  /** Element settings defaults merged over the built-in ones. @default none */
-  readonly settingDefaults?: Readonly<Record<string, unknown>>;
-  /** An integration manager (a third party). @default none: integrations disabled */
-  readonly integrations?: IntegrationManager;
-  /** A rageshake server for "Send logs" (a third party unless self-hosted). @default none: bug reports disabled */
-  readonly bugReportEndpointUrl?: string;
   /** Passed to the container; Element keeps no data, so no volume is protected today. @default true */
   readonly protectData?: boolean;
 }
@@ -84,17 +67,8 @@ export class ElementWeb extends Construct {
     const problems = new Problems();
     if (props.projectId !== undefined) checkResourceName(problems, "projectId", props.projectId, PROJECT_ID_MAX_LENGTH);
     if (props.name !== undefined) checkResourceName(problems, "name", props.name, 63);
-    const configOptions = {
-      domain: props.domain,
-      homeserverUrl: props.homeserverUrl,
-      brand: props.brand,
-      footerLinks: props.footerLinks,
-      countryCode: props.countryCode,
-      defaultFederate: props.defaultFederate,
-      settingDefaults: props.settingDefaults,
-      integrations: props.integrations,
-      bugReportEndpointUrl: props.bugReportEndpointUrl,
-    };
+    // Everything but the container and release settings is a config.json option.
+    const { host, projectId, name, hostPart, version, sha256: releaseSha256, downloadUrl: releaseUrl, image, protectData, ...configOptions } = props;
     validateElementConfigOptions(configOptions, problems);
     validatePinnedRelease(props, ELEMENT_RELEASE.version, problems);
     problems.throwIfAny(`${this.node.path}: invalid ElementWeb props`);
