@@ -9,6 +9,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
 import * as os from "node:os";
+import * as tls from "node:tls";
 import * as path from "node:path";
 import { renderHaproxyTemplate, renderIngressNftablesTemplate, HSTS_HEADER } from "../lib/render/haproxy";
 import { renderNftables, FirewallRule } from "../lib/render/nftables";
@@ -21,7 +22,7 @@ import {
 } from "../lib/render/certbot";
 import { kvPaths } from "../lib/kv";
 import { ConsulDevAgent } from "./support/consul-template-render";
-import { HAPROXY_BIN, SELF_SIGNED_PEM, checkHaproxy, checkNftables, selfSignedPem } from "./support/validators";
+import { HAPROXY_BIN, SELF_SIGNED_PEM, checkHaproxy, checkNftables } from "./support/validators";
 
 const OPTIONS = { dnsServer: "10.10.1.1:8600", dnsDomain: "consul", preferIpv6: false };
 const CERTS = { "/etc/haproxy/ssl/fallback.pem": SELF_SIGNED_PEM };
@@ -134,7 +135,9 @@ describe("haproxy.cfg template", () => {
     expect(cfg).toContain("  ssl-default-bind-options prefer-client-ciphers ssl-min-ver TLSv1.2 no-tls-tickets");
     expect(cfg).not.toMatch(/ssl-default-bind-ciphers .*(CBC|SHA:|RC4|3DES|DES-)/);
     const https = section(cfg, "frontend https_443");
-    expect(https).toContain("  bind :443 ssl crt /etc/haproxy/ssl/ strict-sni alpn h2,http/1.1");
+    // The fallback first: HAProxy's default certificate for any name without its own.
+    expect(https).toContain("  bind :443 ssl crt /etc/haproxy/ssl/fallback.pem crt /etc/haproxy/ssl/ alpn h2,http/1.1");
+    expect(https.join("\n")).not.toContain("strict-sni");
     expect(https).toContain(`  http-after-response set-header Strict-Transport-Security "${HSTS_HEADER}"`);
     expect(HSTS_HEADER).toBe("max-age=63072000; includeSubDomains");
     expect(https).toContain("  http-request set-header X-Forwarded-For %[src]");
@@ -212,6 +215,35 @@ function request(tls: boolean, port: number, urlPath: string, host = "localhost"
   });
 }
 
+/** A self-signed certificate + key (one PEM) for `name`. */
+function selfSignedPemFor(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-cert-"));
+  try {
+    const r = spawnSync("openssl", [
+      "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "30",
+      "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name}`,
+      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"),
+    ], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+    return fs.readFileSync(path.join(dir, "cert.pem"), "utf8") + fs.readFileSync(path.join(dir, "key.pem"), "utf8");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Completes a TLS handshake (with `servername` as SNI, or none) and returns the server's certificate. */
+function tlsPeer(port: number, servername?: string): Promise<tls.PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    // Node sends no SNI for an IP address host unless `servername` is given.
+    const socket = tls.connect({ host: "127.0.0.1", port, ...(servername ? { servername } : {}), rejectUnauthorized: false, timeout: 5000 }, () => {
+      const peer = socket.getPeerCertificate();
+      socket.end();
+      resolve(peer);
+    });
+    socket.on("error", reject).on("timeout", () => socket.destroy(new Error("TLS handshake timed out")));
+  });
+}
+
 describe("a real HAProxy running the rendered configuration", () => {
   // Backends have no servers here (Consul DNS is a closed loopback port), so a routed request
   // answers 503, a deny or the default backend 403.
@@ -235,6 +267,7 @@ describe("a real HAProxy running the rendered configuration", () => {
   let proxy: ChildProcess | undefined;
   let certbot: http.Server | undefined;
   let root: string;
+  let fallbackScript: ReturnType<typeof runScript> | undefined;
   let output = "";
   const ports = { http: 0, https: 0 };
 
@@ -247,7 +280,14 @@ describe("a real HAProxy running the rendered configuration", () => {
     const cfg = agent.render(renderHaproxyTemplate({ ...OPTIONS, dnsServer: `127.0.0.1:${dns}`, listenIpv6: false }), kv);
     root = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-haproxy-"));
     fs.mkdirSync(path.join(root, "ssl"));
-    fs.writeFileSync(path.join(root, "ssl", "fallback.pem"), selfSignedPem(), { mode: 0o600 });
+    // The certificates of a proxy with one Let's Encrypt certificate so far: the fallback that
+    // the first boot makes (by the real script), and one domain's chain + key, whose name
+    // sorts before "fallback.pem" in the directory.
+    fallbackScript = runScript(renderFallbackCertScript());
+    const made = fallbackScript.run();
+    if (made.status !== 0) throw new Error(`fallback certificate script failed:\n${made.stderr}`);
+    fs.copyFileSync(path.join(fallbackScript.root, "etc/haproxy/ssl/fallback.pem"), path.join(root, "ssl", "fallback.pem"));
+    fs.writeFileSync(path.join(root, "ssl", "element.example.com.pem"), selfSignedPemFor("element.example.com"), { mode: 0o600 });
     const local = cfg
       .replace(/^ {2}bind :80$/m, `  bind 127.0.0.1:${ports.http}`)
       .replace(/^ {2}bind :443 /m, `  bind 127.0.0.1:${ports.https} `)
@@ -282,6 +322,19 @@ describe("a real HAProxy running the rendered configuration", () => {
     }
     await new Promise((r) => (certbot ? certbot.close(r) : r(undefined)));
     if (root) fs.rmSync(root, { recursive: true, force: true });
+    fallbackScript?.cleanup();
+  });
+
+  // Before Let's Encrypt has issued a name (or while issuance fails), its clients must still get
+  // a TLS connection: the self-signed fallback, not a refused handshake.
+  test.each([
+    ["matrix.example.com", "ingress-proxy.invalid"],
+    ["example.com", "ingress-proxy.invalid"],
+    ["(none)", "ingress-proxy.invalid"],
+    ["element.example.com", "element.example.com"],
+  ])("a TLS handshake with SNI %s completes and gets the certificate of %s", async (servername, commonName) => {
+    const peer = await tlsPeer(ports.https, servername === "(none)" ? undefined : servername);
+    expect(peer.subject.CN).toBe(commonName);
   });
 
   test.each([

@@ -11,7 +11,7 @@
  */
 import type { CloudInitFile } from "./cloud-init";
 import { KV_PREFIX } from "../kv";
-import { CERTBOT_HTTP_PORT, HAPROXY_CERT_DIR } from "./haproxy";
+import { CERTBOT_HTTP_PORT, HAPROXY_CERT_DIR, HAPROXY_FALLBACK_PEM } from "./haproxy";
 
 /** Certificates for other containers (coturn): `<fqdn>.fullchain.pem` and `<fqdn>.key.pem`. */
 export const SHARED_CERT_DIR = "/var/certs";
@@ -34,7 +34,7 @@ export function sharedCertificateFiles(domain: string, dir = SHARED_CERT_DIR): {
 
 /** The self-signed certificate that exists before any Let's Encrypt certificate does. */
 export const FALLBACK_CERT = {
-  haproxyPem: `${HAPROXY_CERT_DIR}/fallback.pem`,
+  haproxyPem: HAPROXY_FALLBACK_PEM,
   ...sharedCertificateFiles("fallback"),
 };
 

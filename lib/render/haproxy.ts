@@ -26,6 +26,13 @@ export interface HaproxyTemplateOptions {
 
 /** Where HAProxy finds its certificates: every PEM (chain + key) in this directory. */
 export const HAPROXY_CERT_DIR = "/etc/haproxy/ssl";
+/**
+ * The self-signed certificate (chain + key) made at first boot. The 443 bind names it before the
+ * directory, which makes it HAProxy's default certificate: every handshake whose SNI matches no
+ * Let's Encrypt certificate (none issued yet, issuance failing, no SNI at all) gets it, instead
+ * of whichever domain's file sorts first, or a refused handshake as with `strict-sni`.
+ */
+export const HAPROXY_FALLBACK_PEM = `${HAPROXY_CERT_DIR}/fallback.pem`;
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
 /** certbot's standalone HTTP-01 server, reached by HAProxy for `/.well-known/acme-challenge/`. */
 export const CERTBOT_HTTP_PORT = 8080;
@@ -224,7 +231,7 @@ export function renderHaproxyTemplate(options: HaproxyTemplateOptions): string {
     "  default_backend default",
     "",
     "frontend https_443",
-    ...binds(443, options, ` ssl crt ${HAPROXY_CERT_DIR}/ strict-sni alpn h2,http/1.1`),
+    ...binds(443, options, ` ssl crt ${HAPROXY_FALLBACK_PEM} crt ${HAPROXY_CERT_DIR}/ alpn h2,http/1.1`),
     "  http-request set-header X-Forwarded-Proto https",
     // Overwrite, never append: a client-supplied X-Forwarded-For must not reach the backends.
     "  http-request set-header X-Forwarded-For %[src]",
