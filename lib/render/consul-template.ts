@@ -59,6 +59,9 @@ export function renderConsulTemplateConfig(options: ConsulTemplateOptions): stri
   ].join("\n");
 }
 
+// consul-template stops on its kill_signal, SIGINT, and then exits with status 12; it ignores
+// systemd's default SIGTERM, so every stop (and every container stop or replacement) would wait
+// for the 90 s stop timeout and a SIGKILL.
 const UNIT = `[Unit]
 Description=consul-template: render service configuration from Consul KV
 Wants=network-online.target
@@ -67,6 +70,8 @@ After=network-online.target
 [Service]
 ExecStart=/usr/local/bin/consul-template -config=${CONSUL_TEMPLATE_DIR}/config.hcl
 ExecReload=/bin/kill -HUP $MAINPID
+KillSignal=SIGINT
+SuccessExitStatus=12
 Restart=always
 RestartSec=5
 
@@ -74,12 +79,14 @@ RestartSec=5
 WantedBy=multi-user.target
 `;
 
+export const CONSUL_TEMPLATE_UNIT_PATH = "/etc/systemd/system/consul-template.service";
+
 /** Files that install consul-template's configuration, templates and unit. */
 export function consulTemplateFiles(options: ConsulTemplateOptions): CloudInitFile[] {
   return [
     { path: `${CONSUL_TEMPLATE_DIR}/config.hcl`, content: renderConsulTemplateConfig(options) },
     ...options.templates.map((t) => ({ path: `${CONSUL_TEMPLATE_DIR}/templates/${t.name}`, content: t.template })),
-    { path: "/etc/systemd/system/consul-template.service", content: UNIT },
+    { path: CONSUL_TEMPLATE_UNIT_PATH, content: UNIT },
   ];
 }
 
