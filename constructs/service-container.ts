@@ -136,7 +136,8 @@ export class ServiceContainer extends Construct {
         "chmod -R go= /var/lib/cloud/seed 2>/dev/null || true",
         // The firewall goes up first, and a container that cannot have one stops here.
         'command -v nft >/dev/null || { echo "nftables is missing: refusing to run without a firewall" >&2; exit 1; }',
-        "nft -f /etc/nftables.conf && systemctl enable nftables",
+        "nft -f /etc/nftables.conf",
+        "systemctl enable nftables",
         ...(prebuilt ? [] : (props.stockImageCommands ?? [])),
         ...(props.commands ?? []),
       ],

@@ -1,6 +1,11 @@
 import { ServiceContainer } from "../constructs/service-container";
 import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { parse } from "yaml";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { cloudInitRuncmdScript } from "./support/validators";
 import { Password } from "@cdktf/provider-random/lib/password";
 
 function deploy(props: Partial<ConstructorParameters<typeof ServiceContainer>[2]> = {}, hostProps?: typeof IPV4_HOST) {
@@ -73,9 +78,29 @@ describe("ServiceContainer", () => {
     expect(nft).toContain('ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept comment "http from the host network"');
     expect(nft).toContain("ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept");
     // The firewall is the first thing up, and a container without nft stops there.
-    expect(doc.runcmd[0]).toBe("chmod -R go= /var/lib/cloud/seed 2>/dev/null || true");
-    expect(doc.runcmd[1]).toMatch(/^command -v nft .*exit 1/);
-    expect(doc.runcmd[2]).toBe("nft -f /etc/nftables.conf && systemctl enable nftables");
+    expect(doc.runcmd[0]).toBe("set -e");
+    expect(doc.runcmd[1]).toBe("chmod -R go= /var/lib/cloud/seed 2>/dev/null || true");
+    expect(doc.runcmd[2]).toMatch(/^command -v nft .*exit 1/);
+    expect(doc.runcmd[3]).toBe("nft -f /etc/nftables.conf");
+  });
+
+  test("a firewall that fails to load stops the setup: nothing is enabled or started, and the script fails", () => {
+    // cloud-init's own runcmd script, run by sh with stand-ins for nft (failing), chmod and systemctl.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-svc-runcmd-"));
+    try {
+      const bin = path.join(root, "bin");
+      fs.mkdirSync(bin);
+      fs.writeFileSync(path.join(bin, "nft"), "#!/bin/sh\necho 'nft: syntax error' >&2\nexit 1\n", { mode: 0o755 });
+      for (const tool of ["chmod", "systemctl"]) fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> ${root}/calls.log\n`, { mode: 0o755 });
+      const script = path.join(root, "runcmd");
+      fs.writeFileSync(script, cloudInitRuncmdScript(deploy({ commands: ["systemctl enable --now mod-web"] }).container.userData), { mode: 0o700 });
+      const r = spawnSync(script, [], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(r.stderr).toContain("nft: syntax error");
+      expect(r.status).not.toBe(0);
+      expect(fs.readFileSync(path.join(root, "calls.log"), "utf8")).toBe("chmod -R go= /var/lib/cloud/seed\n");
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test("registers the service in the Consul catalog at its static address", () => {

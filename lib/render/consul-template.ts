@@ -90,7 +90,7 @@ export function consulTemplateFiles(options: ConsulTemplateOptions): CloudInitFi
   ];
 }
 
-export const CONSUL_TEMPLATE_START = "systemctl daemon-reload && systemctl enable --now consul-template";
+export const CONSUL_TEMPLATE_START = "systemctl daemon-reload; systemctl enable --now consul-template";
 
 /**
  * Stock-image command: download the pinned release and install it only if its sha256 matches.

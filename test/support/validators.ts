@@ -225,6 +225,27 @@ export function checkCloudInit(userData: string): string {
   });
 }
 
+/**
+ * The script cloud-init makes of the user-data's `runcmd` (its runcmd module writes
+ * `cloudinit.util.shellify(runcmd)` to a file that scripts-user then executes), made by
+ * cloud-init's own code, run by the python in /usr/bin/cloud-init's `#!` line.
+ */
+export function cloudInitRuncmdScript(userData: string): string {
+  const bin = requireTool(CLOUD_INIT_BIN, "cloud-init");
+  const m = /^#!\s*(\S+)/.exec(fs.readFileSync(bin, "utf8").split("\n")[0]);
+  if (!m) throw new Error(`no #! line in ${bin}: ${SETUP_HINT}`);
+  const python = requireTool(m[1], "cloud-init's python");
+  const code = [
+    "import sys, yaml",
+    "from cloudinit import util",
+    "doc = yaml.safe_load(sys.stdin.read())",
+    "sys.stdout.write(util.shellify(doc.get('runcmd') or []))",
+  ].join("\n");
+  const r = spawnSync(python, ["-c", code], { input: userData, encoding: "utf8", timeout: TOOL_TIMEOUT_MS });
+  if (r.error || r.status !== 0) throw new Error(`cloudinit.util.shellify failed: ${r.error?.message ?? outputOf(r)}`);
+  return r.stdout;
+}
+
 // ------------------------------------------------------------------ haproxy
 
 /**
