@@ -10,15 +10,28 @@ import { TerraformResource, anyToHclTerraform, anyToTerraform, hashMapper, hashM
 
 export class ContainerRevision extends TerraformResource {
   static readonly tfResourceType = "terraform_data";
-  /** The values whose change replaces the container. */
-  readonly triggersReplaceInput: Readonly<Record<string, string>>;
+  private readonly triggers: Record<string, string>;
 
   constructor(scope: Construct, id: string, config: { readonly triggersReplace: Readonly<Record<string, string>> }) {
     super(scope, id, {
       terraformResourceType: ContainerRevision.tfResourceType,
       terraformGeneratorMetadata: { providerName: "terraform" },
     });
-    this.triggersReplaceInput = config.triggersReplace;
+    this.triggers = { ...config.triggersReplace };
+  }
+
+  /** The values whose change replaces the container. */
+  get triggersReplaceInput(): Readonly<Record<string, string>> {
+    return { ...this.triggers };
+  }
+
+  /**
+   * Adds a value whose change replaces the container, for what neither the image alias nor the
+   * user-data shows (e.g. the software version a pre-built image is meant to carry).
+   */
+  addTrigger(name: string, value: string): void {
+    if (name in this.triggers) throw new Error(`${this.node.path}: trigger ${JSON.stringify(name)} is already set`);
+    this.triggers[name] = value;
   }
 
   /** The bare address (`terraform_data.<name>`) that `replace_triggered_by` needs. */
@@ -27,10 +40,10 @@ export class ContainerRevision extends TerraformResource {
   }
 
   protected synthesizeAttributes(): { [name: string]: any } {
-    return { triggers_replace: hashMapper(anyToTerraform)(this.triggersReplaceInput) };
+    return { triggers_replace: hashMapper(anyToTerraform)(this.triggers) };
   }
 
   protected synthesizeHclAttributes(): { [name: string]: any } {
-    return { triggers_replace: hashMapperHcl(anyToHclTerraform)(this.triggersReplaceInput) };
+    return { triggers_replace: hashMapperHcl(anyToHclTerraform)(this.triggers) };
   }
 }

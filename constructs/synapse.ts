@@ -51,7 +51,8 @@ export interface SynapseProps {
   readonly hostPart?: number;
   /**
    * A pre-built image carrying matrix.org's `matrix-synapse-py3` package with its unit disabled
-   * (its alias should name the version, so a new image replaces the container).
+   * and Synapse `version`. A new alias or a new `version` replaces the container; with an
+   * unchanged alias, point it at the image of the new version first.
    * @default the stock Debian 12 image, which installs `version` from matrix.org's repository
    */
   readonly image?: string;
@@ -175,8 +176,9 @@ export class Synapse extends Construct {
       limits: props.limits,
     });
 
-    // The version is in the user-data (stock image) or the image alias (pre-built), so a new
-    // version replaces the container through ServiceContainer's revision; the volume stays.
+    // A new version replaces the container (the volume stays), whatever the image: the stock
+    // image's user-data pins the package, but a pre-built image's alias need not change with it.
+    this.container.revision.addTrigger("synapse_version", this.version);
     const instance = this.container.instance;
     instance.config = { ...instance.configInput, "user.synapse-version": this.version };
     instance.lifecycle = {

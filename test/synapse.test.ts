@@ -230,6 +230,17 @@ describe("Synapse upgrades", () => {
     expect(instanceOf(before).lifecycle.replace_triggered_by).toEqual(instanceOf(after).lifecycle.replace_triggered_by);
   });
 
+  test("with a pre-built image, a new version replaces the container too (same alias, same volume)", () => {
+    const before = deploy({ version: "1.162.0", image: "local:synapse" }).json;
+    const after = deploy({ version: "1.163.2", image: "local:synapse" }).json;
+    expect(triggerOf(before).image).toBe(triggerOf(after).image);
+    expect(triggerOf(before).synapse_version).toBe("1.162.0");
+    expect(triggerOf(after).synapse_version).toBe("1.163.2");
+    const [address] = instanceOf(after).lifecycle.replace_triggered_by;
+    expect(address).toBe(`terraform_data.${Object.keys(after.resource.terraform_data)[0]}`);
+    expect(json(before.resource.lxd_storage_volume)).toBe(json(after.resource.lxd_storage_volume));
+  });
+
   test("a configuration change changes the trigger too, since cloud-init runs only once", () => {
     const before = triggerOf(deploy().json);
     const after = triggerOf(deploy({ roomComplexity: 10 }).json);
