@@ -2,14 +2,15 @@
 # Installs the real tools that test/support/validators.ts uses to check rendered
 # config files:
 #   - Debian packages: haproxy (haproxy -c), nginx (nginx -t), cloud-init
-#     (cloud-init schema), nftables (nft -c), openssl (self-signed test certs)
+#     (cloud-init schema), nftables (nft -c), openssl (self-signed test certs),
+#     coturn (turnserver on loopback: peer permissions and the TLS listener)
 #   - a Python virtualenv with matrix-synapse (its own config loader) at
 #     ${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}/synapse-venv-<SYNAPSE_VERSION>-url-preview
 #
 # Idempotent: when everything is present it only checks a few paths and exits
 # (well under a second). apt-get update runs once, and only if a package is
 # missing. Package daemons are never left running: a temporary policy-rc.d
-# blocks service starts during the install, and haproxy/nginx units are
+# blocks service starts during the install, and haproxy/nginx/coturn units are
 # disabled (and stopped if running) afterwards. cloud-init, if this script had
 # to install it, is disabled at boot (/etc/cloud/cloud-init.disabled): it is
 # only wanted for `cloud-init schema`.
@@ -42,6 +43,7 @@ declare -A WANT=(
   [/usr/sbin/nft]=nftables
   [/usr/bin/openssl]=openssl
   [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
+  [/usr/bin/turnserver]=coturn
 )
 missing=()
 for bin in "${!WANT[@]}"; do
@@ -92,14 +94,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 
   # Never leave the daemons running or enabled at boot.
   if command -v systemctl >/dev/null 2>&1; then
-    for unit in haproxy.service nginx.service; do
+    for unit in haproxy.service nginx.service coturn.service; do
       if [ -d /run/systemd/system ]; then
         $SUDO systemctl stop "$unit" >/dev/null 2>&1 || true
       fi
       $SUDO systemctl disable "$unit" >/dev/null 2>&1 || true
     done
   fi
-  for pidfile in /run/haproxy.pid /run/nginx.pid; do
+  for pidfile in /run/haproxy.pid /run/nginx.pid /run/turnserver/turnserver.pid; do
     if [ -s "$pidfile" ]; then
       $SUDO kill "$(cat "$pidfile")" >/dev/null 2>&1 || true
     fi
@@ -108,7 +110,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO touch /etc/cloud/cloud-init.disabled
   fi
 else
-  log "Debian packages present (haproxy, nginx, cloud-init, nftables, openssl, postgresql-15)"
+  log "Debian packages present (haproxy, nginx, cloud-init, nftables, openssl, postgresql-15, coturn)"
 fi
 
 # ---------------------------------------------------------------- Synapse venv

@@ -4,7 +4,7 @@ import { Testing } from "cdktf";
 import { Coturn, CoturnProps, turnUris } from "../constructs/coturn";
 import { TurnDomain } from "../constructs/turn-domain";
 import { CertificateDomains } from "../constructs/certificate-domains";
-import { DENIED_PEER_NETWORKS, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
+import { DENIED_PEER_NETWORKS, coturnPeerRanges, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
 import { firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 import { ConsulDevAgent } from "./support/consul-template-render";
@@ -46,6 +46,21 @@ describe("peerRange", () => {
     expect(peerRange("2001::/23")).toBe("2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff");
     expect(peerRange("fd10:10:10:1::1:0/112")).toBe("fd10:10:10:1::1:0-fd10:10:10:1::1:ffff");
     expect(() => peerRange("10.0.0.0/33")).toThrow(/not a CIDR/);
+  });
+});
+
+describe("coturnPeerRanges", () => {
+  test("keeps ranges that start above the unspecified address as they are", () => {
+    expect(coturnPeerRanges("10.0.0.0/8")).toEqual(["10.0.0.0-10.255.255.255"]);
+    expect(coturnPeerRanges("::ffff:0:0/96")).toEqual(["::ffff:0:0-::ffff:ffff:ffff"]);
+    expect(coturnPeerRanges("::1/128")).toEqual(["::1"]);
+  });
+
+  test("leaves out the unspecified address, as byte-aligned ranges that cover the rest exactly", () => {
+    expect(coturnPeerRanges("::/128")).toEqual([]);
+    expect(coturnPeerRanges("::/96")).toEqual(["::1-::ff", "::100-::ffff", "::1:0-::ff:ffff", "::100:0-::ffff:ffff"]);
+    expect(coturnPeerRanges("0.0.0.0/8")).toEqual(["0.0.0.1-0.0.0.255", "0.0.1.0-0.0.255.255", "0.1.0.0-0.255.255.255"]);
+    expect(coturnPeerRanges("0.0.0.0/4")).toEqual(["0.0.0.1-0.0.0.255", "0.0.1.0-0.0.255.255", "0.1.0.0-0.255.255.255", "1.0.0.0-15.255.255.255"]);
   });
 });
 
@@ -93,7 +108,11 @@ describe("renderTurnserverTemplate", () => {
     ]) {
       expect(denied).toContain(range);
     }
-    expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2);
+    // coturn reads a range starting at 0.0.0.0 or :: as open to every address of the other
+    // family: those CIDRs come without their first address (which coturn refuses itself).
+    expect(denied.filter((r) => /^(0\.0\.0\.0|::)(-|$)/.test(r))).toEqual([]);
+    expect(denied).toEqual(expect.arrayContaining(["0.0.0.1-0.0.0.255", "0.0.1.0-0.0.255.255", "0.1.0.0-0.255.255.255", "::1-::ff", "::100-::ffff", "::1:0-::ff:ffff", "::100:0-::ffff:ffff"]));
+    expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2 + 2 + 3 - 1);
     // coturn allows the private part of each external-ip itself (relay to relay); nothing else.
     expect(template).not.toContain("allowed-peer-ip");
   });
@@ -115,7 +134,7 @@ describe("renderTurnserverTemplate", () => {
     }, 60_000);
     afterAll(() => agent?.stop());
 
-    test("with a TURN domain: realm and the domain's FULL CHAIN and key from the shared volume; ports from KV", () => {
+    test("with a TURN domain: its realm, and the TLS links coturn-prepare points at its certificate; ports from KV", () => {
       const conf = agent.render(template, {
         "service/coturn/coturn-domain": "turn.example.com",
         "service/coturn/listening-port": "3479",
@@ -126,22 +145,23 @@ describe("renderTurnserverTemplate", () => {
       const lines = conf.split("\n");
       expect(lines).toEqual(expect.arrayContaining([
         "realm=turn.example.com",
-        "cert=/var/certs/turn.example.com.fullchain.pem",
-        "pkey=/var/certs/turn.example.com.key.pem",
+        // coturn-prepare points these at the domain's full chain and key once they exist.
+        "cert=/run/coturn-tls/fullchain.pem",
+        "pkey=/run/coturn-tls/key.pem",
         "listening-port=3479",
         "tls-listening-port=5350",
         "min-port=52000",
         "max-port=53000",
       ]));
       expect(conf).not.toContain("{{");
-      expect(conf).not.toContain("fallback");
+      expect(conf).not.toMatch(/^(cert|pkey)=.*fallback/m);
     });
 
-    test("without a domain (or a value that is not one): the fallback certificate, no realm, the module's ports", () => {
+    test("without a domain (or a value that is not one): no realm, the same TLS links, the module's ports", () => {
       const cases: Record<string, string>[] = [{}, { "service/coturn/coturn-domain": "../../etc/shadow", "service/coturn/listening-port": "3478\nno-auth" }];
       for (const kv of cases) {
         const conf = agent.render(template, kv);
-        expect(conf).toContain("cert=/var/certs/fallback.fullchain.pem\npkey=/var/certs/fallback.key.pem\n");
+        expect(conf).toContain("cert=/run/coturn-tls/fullchain.pem\npkey=/run/coturn-tls/key.pem\n");
         expect(conf).not.toMatch(/^realm=/m);
         expect(conf).not.toContain("shadow");
         expect(conf).not.toContain("no-auth");
@@ -217,7 +237,7 @@ describe("Coturn", () => {
     expect(dropIn).toContain("ConditionPathExists=/etc/coturn/turnserver.conf");
     expect(dropIn).toContain("SupplementaryGroups=shared-certs");
     expect(dropIn).toContain("ExecStart=\nExecStart=/usr/bin/turnserver -c /etc/coturn/turnserver.conf");
-    expect(fileAt(doc, "/etc/systemd/system/coturn-certificate-refresh.timer")).toContain("OnCalendar=hourly");
+    expect(fileAt(doc, "/etc/systemd/system/coturn-certificate-refresh.timer")).toContain("OnCalendar=*:0/10");
     expect(doc.runcmd).toContain("getent group shared-certs >/dev/null || groupadd --system --gid 4443 shared-certs");
     expect(doc.runcmd).toContain("systemctl enable --now coturn-certificate-refresh.timer");
     const sh = spawnSync("sh", ["-n"], { input: fileAt(doc, "/usr/local/sbin/coturn-prepare"), encoding: "utf8" });

@@ -1,13 +1,14 @@
 /**
  * coturn's configuration: a consul-template template for turnserver.conf that reads the ports
  * and the TURN domain from Consul KV (`service/coturn/*`), the systemd drop-in that runs coturn
- * only with that file and lets it read the certificate key, and a timer that restarts coturn
- * when the ingress proxy has renewed the certificate on the shared volume.
+ * only with that file, points it at the TURN domain's certificate once the ingress proxy has
+ * issued it (the self-signed fallback until then) and lets it read the key, and a timer that
+ * restarts coturn when that certificate appears or is renewed on the shared volume.
  */
 import { SPECIAL_PURPOSE_NETWORKS } from "../special-networks";
 import type { CloudInitFile } from "./cloud-init";
 import { kvPaths } from "../kv";
-import { SHARED_CERT_DIR, SHARED_CERTS_GID, sharedCertificateFiles } from "./certbot";
+import { FALLBACK_CERT, SHARED_CERTS_GID, sharedCertificateFiles } from "./certbot";
 
 /**
  * Where consul-template writes the configuration. Not Debian's /etc/turnserver.conf: the
@@ -17,6 +18,12 @@ import { SHARED_CERT_DIR, SHARED_CERTS_GID, sharedCertificateFiles } from "./cer
 export const COTURN_CONFIG_PATH = "/etc/coturn/turnserver.conf";
 export const COTURN_PREPARE_SCRIPT = "/usr/local/sbin/coturn-prepare";
 export const COTURN_CERT_STAMP = "/run/coturn-certificate.sha256";
+/**
+ * The certificate and key coturn loads: links that COTURN_PREPARE_SCRIPT points, before each
+ * start, at the TURN domain's pair on the shared volume once both files exist, and at the
+ * ingress proxy's self-signed fallback until then.
+ */
+export const COTURN_TLS_LINKS = { dir: "/run/coturn-tls", fullchain: "/run/coturn-tls/fullchain.pem", key: "/run/coturn-tls/key.pem" };
 /** Name of the group that may read the keys on the shared certificate volume. */
 export const SHARED_CERTS_GROUP = "shared-certs";
 
@@ -25,7 +32,7 @@ export const SHARED_CERTS_GROUP = "shared-certs";
  * documentation and multicast space, so that a TURN client cannot reach the host network or
  * anything else that is not the public Internet. IPv4 is ryo's list; IPv6 adds what ryo's
  * dynamic template lost (§13.11), including the ranges that embed IPv4 addresses (mapped,
- * NAT64, 6to4, Teredo) and so could reach private IPv4 space.
+ * NAT64, 6to4, Teredo) and so could reach private IPv4 space. Rendered by coturnPeerRanges.
  */
 export const DENIED_PEER_NETWORKS: readonly string[] = SPECIAL_PURPOSE_NETWORKS;
 
@@ -108,8 +115,8 @@ function formatIpv6(value: bigint): string {
   return `${hex.slice(0, best.start).join(":")}::${hex.slice(best.start + best.length).join(":")}`;
 }
 
-/** coturn's peer syntax for a CIDR: `first-last`, or the single address of a /32 or /128. */
-export function peerRange(cidr: string): string {
+/** The addresses of a CIDR as numbers, with the formatter of its family (RFC 5952 for IPv6). */
+export function parseCidr(cidr: string): { first: bigint; last: bigint; hostBits: number; format: (value: bigint) => string } {
   const [address, prefixText] = cidr.split("/");
   const v6 = address.includes(":");
   const bits = v6 ? 128 : 32;
@@ -118,9 +125,34 @@ export function peerRange(cidr: string): string {
   const value = v6 ? parseIpv6(address) : parseIpv4(address);
   const hostMask = (1n << BigInt(bits - prefix)) - 1n;
   const first = value & ~hostMask;
-  const last = first | hostMask;
-  const format = v6 ? formatIpv6 : formatIpv4;
+  return { first, last: first | hostMask, hostBits: bits - prefix, format: v6 ? formatIpv6 : formatIpv4 };
+}
+
+/** coturn's peer syntax for a CIDR: `first-last`, or the single address of a /32 or /128. */
+export function peerRange(cidr: string): string {
+  const { first, last, format } = parseCidr(cidr);
   return first === last ? format(first) : `${format(first)}-${format(last)}`;
+}
+
+/**
+ * `cidr` as coturn `denied-peer-ip` values that deny exactly its addresses. coturn treats a
+ * range that starts at the unspecified address (`0.0.0.0`, `::`) as open at the bottom and
+ * compares addresses of the other family by family number, so `::` or `::-::ffff:ffff` denies
+ * every IPv4 peer. Such a CIDR is therefore given without its first address, as ranges that
+ * each start at a non-zero address; the unspecified address itself coturn always refuses as a
+ * peer. Each range is byte-aligned (higher bytes zero, one byte from 1, lower bytes free), so it
+ * holds the same addresses whether coturn compares addresses as numbers or byte by byte.
+ */
+export function coturnPeerRanges(cidr: string): string[] {
+  const { first, hostBits, format } = parseCidr(cidr);
+  if (first !== 0n) return [peerRange(cidr)];
+  const ranges: string[] = [];
+  for (let low = 0; low < hostBits; low += 8) {
+    const from = 1n << BigInt(low);
+    const to = (1n << BigInt(Math.min(low + 8, hostBits))) - 1n;
+    ranges.push(from === to ? format(from) : `${format(from)}-${format(to)}`);
+  }
+  return ranges;
 }
 
 /** A port read from KV, falling back to the module's own value when missing or not a number. */
@@ -132,16 +164,14 @@ function kvPort(setting: "listening-port" | "tls-listening-port" | "min-port" | 
 /**
  * The consul-template template for COTURN_CONFIG_PATH. Authentication is the TURN REST API's
  * shared secret (Synapse hands out time-limited credentials); the TLS certificate is the full
- * chain of the TURN domain from the ingress proxy's shared volume, or the proxy's self-signed
- * fallback while no domain is registered.
+ * chain of the TURN domain from the ingress proxy's shared volume once it has been issued, or
+ * the proxy's self-signed fallback until then (COTURN_TLS_LINKS).
  */
 export function renderTurnserverTemplate(options: TurnserverOptions): string {
   if (/[\r\n]/.test(options.staticAuthSecret)) throw new Error("staticAuthSecret must be a single line");
   const addresses = [options.ipv4, ...(options.ipv6 ? [options.ipv6] : [])];
   const external = [`${options.externalIpv4}/${options.ipv4}`];
   if (options.ipv6 && options.externalIpv6) external.push(`${options.externalIpv6}/${options.ipv6}`);
-  const domainCert = sharedCertificateFiles("{{ $domain }}", SHARED_CERT_DIR);
-  const fallbackCert = sharedCertificateFiles("fallback", SHARED_CERT_DIR);
   const denied = [...DENIED_PEER_NETWORKS, ...(options.deniedNetworks ?? [])];
 
   return [
@@ -167,24 +197,21 @@ export function renderTurnserverTemplate(options: TurnserverOptions): string {
     `user-quota=${options.userQuota ?? 12}`,
     `total-quota=${options.totalQuota ?? 1200}`,
     "",
-    "# TLS: the full chain (the leaf alone fails validation in many clients) and key of the",
-    "# TURN domain, from the ingress proxy's certificate volume.",
+    "# TLS: coturn-prepare links these to the full chain (the leaf alone fails validation in many",
+    "# clients) and key of the realm's domain from the ingress proxy's certificate volume once",
+    "# Let's Encrypt has issued them, and to the proxy's self-signed fallback until then.",
     `{{- if regexMatch \`${FQDN_PATTERN}\` $domain }}`,
     "realm={{ $domain }}",
-    `cert=${domainCert.fullchain}`,
-    `pkey=${domainCert.key}`,
-    "{{- else }}",
-    "# No TURN domain registered yet: the ingress proxy's self-signed fallback certificate.",
-    `cert=${fallbackCert.fullchain}`,
-    `pkey=${fallbackCert.key}`,
     "{{- end }}",
+    `cert=${COTURN_TLS_LINKS.fullchain}`,
+    `pkey=${COTURN_TLS_LINKS.key}`,
     "no-tlsv1",
     "no-tlsv1_1",
     "",
     "# Relay UDP to public peers only.",
     "no-tcp-relay",
     "no-multicast-peers",
-    ...denied.map((n) => `denied-peer-ip=${peerRange(n)}`),
+    ...denied.flatMap(coturnPeerRanges).map((r) => `denied-peer-ip=${r}`),
     // No allowed-peer-ip: coturn itself allows the private part of each external-ip, so clients
     // relayed by this server still reach each other through its relay addresses.
     "",
@@ -218,27 +245,44 @@ ExecStart=/usr/bin/turnserver -c ${COTURN_CONFIG_PATH} --pidfile=
 
 /**
  * COTURN_PREPARE_SCRIPT. `start` (as root before coturn starts): let coturn read the
- * configuration, which holds the secret, and record a checksum of the certificate it is about
- * to load. `refresh` (from the timer): restart coturn when the certificate on the shared volume
- * differs from that checksum, i.e. the ingress proxy has renewed it or issued the first one.
+ * configuration, which holds the secret; point COTURN_TLS_LINKS at the realm's certificate if
+ * both its files exist on the shared volume, else at the fallback; and record a checksum of that
+ * choice. `refresh` (from the timer): restart coturn when the pair `start` would choose now
+ * differs from that checksum, i.e. the ingress proxy has issued the first certificate or
+ * renewed it.
  */
 export function renderCoturnPrepareScript(): string {
+  const domain = sharedCertificateFiles("$realm");
   return [
     "#!/bin/sh",
     "set -eu",
     `conf=${COTURN_CONFIG_PATH}`,
     `stamp=${COTURN_CERT_STAMP}`,
+    `links=${COTURN_TLS_LINKS.dir}`,
+    "",
+    "# The realm's certificate and key once both exist, else the self-signed fallback.",
+    "certificate_pair() {",
+    '  realm="$(sed -n "s/^realm=//p" "$conf")"',
+    `  if [ -n "$realm" ] && [ -s "${domain.fullchain}" ] && [ -s "${domain.key}" ]; then`,
+    `    echo "${domain.fullchain} ${domain.key}"`,
+    "  else",
+    `    echo "${FALLBACK_CERT.fullchain} ${FALLBACK_CERT.key}"`,
+    "  fi",
+    "}",
     "",
     "certificate_sum() {",
-    '  cert="$(sed -n "s/^cert=//p" "$conf")"',
-    '  pkey="$(sed -n "s/^pkey=//p" "$conf")"',
-    '  cat "$cert" "$pkey" 2>/dev/null | sha256sum',
+    "  set -- $(certificate_pair)",
+    '  { echo "$1 $2"; cat "$1" "$2" 2>/dev/null; } | sha256sum',
     "}",
     "",
     'case "$*" in',
     "  start)",
     '    chown root:turnserver "$conf"',
     '    chmod 0640 "$conf"',
+    "    set -- $(certificate_pair)",
+    '    mkdir -p "$links"',
+    '    ln -sfn "$1" "$links/fullchain.pem"',
+    '    ln -sfn "$2" "$links/key.pem"',
     '    certificate_sum > "$stamp"',
     "    ;;",
     "  refresh)",
@@ -259,10 +303,11 @@ export function renderCoturnPrepareScript(): string {
 
 // A timer rather than a path unit: the certificate is written by another container onto a
 // shared volume, where inotify events are not guaranteed on every storage driver, and a missed
-// event would leave coturn serving an expired certificate. The check costs two file reads an
-// hour, and coturn restarts (dropping its relays) only when the certificate really changed.
+// event would leave coturn serving an expired certificate (or the fallback after the first
+// issuance). The check costs two file reads every 10 minutes, and coturn restarts (dropping its
+// relays) only when the certificate really changed.
 const REFRESH_SERVICE = `[Unit]
-Description=Restart coturn when its TLS certificate was renewed
+Description=Restart coturn when its TLS certificate was issued or renewed
 
 [Service]
 Type=oneshot
@@ -270,11 +315,11 @@ ExecStart=${COTURN_PREPARE_SCRIPT} refresh
 `;
 
 const REFRESH_TIMER = `[Unit]
-Description=Check hourly whether coturn's TLS certificate was renewed
+Description=Check every 10 minutes whether coturn's TLS certificate was issued or renewed
 
 [Timer]
-OnCalendar=hourly
-RandomizedDelaySec=5min
+OnCalendar=*:0/10
+RandomizedDelaySec=1min
 Persistent=true
 
 [Install]
