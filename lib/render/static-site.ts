@@ -156,7 +156,7 @@ export function renderPinnedDownload(options: PinnedDownloadOptions): string[] {
   ];
   const failure = `echo ${shellQuote(`pinned download failed or its sha256 is not ${options.sha256}: ${options.url}; nothing installed`)} >&2`;
   return [
-    `tarball=$(mktemp) && if ${steps.join(" && ")}; then rm -f "$tarball"; else rm -rf "$tarball" ${staging}; ${failure}; exit 1; fi`,
+    `tarball=$(mktemp) || exit 1; if ${steps.join(" && ")}; then rm -f "$tarball"; else rm -rf "$tarball" ${staging}; ${failure}; exit 1; fi`,
   ];
 }
 
