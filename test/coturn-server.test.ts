@@ -15,7 +15,7 @@ import { COTURN_CONFIG_PATH, DENIED_PEER_NETWORKS, parseCidr, renderCoturnPrepar
 import { renderFallbackCertScript } from "../lib/render/certbot";
 import { kvPaths } from "../lib/kv";
 import { ConsulDevAgent, freeLoopbackPorts } from "./support/consul-template-render";
-import { rewriteAbsolutePaths } from "./support/validators";
+import { rewriteAbsolutePaths, selfSignedCertificate } from "./support/validators";
 import { TurnClient, TurnAnswer, restCredentials } from "./support/turn-client";
 
 const TURNSERVER_BIN = "/usr/bin/turnserver";
@@ -74,12 +74,9 @@ class Sandbox {
 
 /** A self-signed certificate and key for `name`, as the deploy hook writes them to the shared volume. */
 function issueDomainCertificate(sandbox: Sandbox, name: string): void {
-  const r = spawnSync("openssl", [
-    "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "30",
-    "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name}`,
-    "-keyout", sandbox.at(`/var/certs/${name}.key.pem`), "-out", sandbox.at(`/var/certs/${name}.fullchain.pem`),
-  ], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+  const { certificate, key } = selfSignedCertificate(name);
+  fs.writeFileSync(sandbox.at(`/var/certs/${name}.fullchain.pem`), certificate);
+  fs.writeFileSync(sandbox.at(`/var/certs/${name}.key.pem`), key, { mode: 0o640 });
 }
 
 /** turnserver with the configuration at COTURN_CONFIG_PATH in the sandbox, as the drop-in runs it. */

@@ -22,7 +22,7 @@ import {
 } from "../lib/render/certbot";
 import { kvPaths } from "../lib/kv";
 import { ConsulDevAgent } from "./support/consul-template-render";
-import { HAPROXY_BIN, SELF_SIGNED_PEM, checkHaproxy, checkNftables } from "./support/validators";
+import { HAPROXY_BIN, SELF_SIGNED_PEM, checkHaproxy, checkNftables, selfSignedCertificate } from "./support/validators";
 
 const OPTIONS = { dnsServer: "10.10.1.1:8600", dnsDomain: "consul", preferIpv6: false };
 const CERTS = { "/etc/haproxy/ssl/fallback.pem": SELF_SIGNED_PEM };
@@ -215,22 +215,6 @@ function request(tls: boolean, port: number, urlPath: string, host = "localhost"
   });
 }
 
-/** A self-signed certificate + key (one PEM) for `name`. */
-function selfSignedPemFor(name: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-cert-"));
-  try {
-    const r = spawnSync("openssl", [
-      "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "30",
-      "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name}`,
-      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"),
-    ], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
-    return fs.readFileSync(path.join(dir, "cert.pem"), "utf8") + fs.readFileSync(path.join(dir, "key.pem"), "utf8");
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 /** Completes a TLS handshake (with `servername` as SNI, or none) and returns the server's certificate. */
 function tlsPeer(port: number, servername?: string): Promise<tls.PeerCertificate> {
   return new Promise((resolve, reject) => {
@@ -287,7 +271,8 @@ describe("a real HAProxy running the rendered configuration", () => {
     const made = fallbackScript.run();
     if (made.status !== 0) throw new Error(`fallback certificate script failed:\n${made.stderr}`);
     fs.copyFileSync(path.join(fallbackScript.root, "etc/haproxy/ssl/fallback.pem"), path.join(root, "ssl", "fallback.pem"));
-    fs.writeFileSync(path.join(root, "ssl", "element.example.com.pem"), selfSignedPemFor("element.example.com"), { mode: 0o600 });
+    const element = selfSignedCertificate("element.example.com");
+    fs.writeFileSync(path.join(root, "ssl", "element.example.com.pem"), element.certificate + element.key, { mode: 0o600 });
     const local = cfg
       .replace(/^ {2}bind :80$/m, `  bind 127.0.0.1:${ports.http}`)
       .replace(/^ {2}bind :443 /m, `  bind 127.0.0.1:${ports.https} `)

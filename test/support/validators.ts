@@ -165,11 +165,18 @@ export function rewriteAbsolutePaths(text: string, prefixes: Iterable<string>, r
 
 let cachedPem: string | undefined;
 
-/** A self-signed certificate followed by its unencrypted private key (one PEM). */
+/** A self-signed certificate followed by its unencrypted private key (one PEM), for `localhost`. */
 export function selfSignedPem(): string {
   if (cachedPem !== undefined) return cachedPem;
+  const { certificate, key } = selfSignedCertificate("localhost");
+  cachedPem = certificate + key;
+  return cachedPem;
+}
+
+/** A new self-signed P-256 certificate for `commonName` (also its DNS subjectAltName) and its unencrypted key. */
+export function selfSignedCertificate(commonName: string): { certificate: string; key: string } {
   requireTool(OPENSSL_BIN, "openssl");
-  cachedPem = withTempRoot((dir) => {
+  return withTempRoot((dir) => {
     const key = path.join(dir, "key.pem");
     const crt = path.join(dir, "crt.pem");
     run(
@@ -177,14 +184,13 @@ export function selfSignedPem(): string {
       OPENSSL_BIN,
       [
         "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", key, "-out", crt, "-days", "3650", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost",
+        "-keyout", key, "-out", crt, "-days", "3650", "-subj", `/CN=${commonName}`,
+        "-addext", `subjectAltName=DNS:${commonName}`,
       ],
       { name: "(self-signed certificate request)", text: "" },
     );
-    return fs.readFileSync(crt, "utf8") + fs.readFileSync(key, "utf8");
+    return { certificate: fs.readFileSync(crt, "utf8"), key: fs.readFileSync(key, "utf8") };
   });
-  return cachedPem;
 }
 
 /** Writes `files` under root (rewriting their text) and returns the prefixes to map. */
