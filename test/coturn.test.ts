@@ -112,6 +112,7 @@ describe("renderTurnserverTemplate", () => {
     // family: those CIDRs come without their first address (which coturn refuses itself).
     expect(denied.filter((r) => /^(0\.0\.0\.0|::)(-|$)/.test(r))).toEqual([]);
     expect(denied).toEqual(expect.arrayContaining(["0.0.0.1-0.0.0.255", "0.0.1.0-0.0.255.255", "0.1.0.0-0.255.255.255", "::1-::ff", "::100-::ffff", "::1:0-::ff:ffff", "::100:0-::ffff:ffff"]));
+    // One line per range, plus the two host networks; 0.0.0.0/8 and ::/96 become 3 and 4 lines, ::/128 none.
     expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2 + 2 + 3 - 1);
     // coturn allows the private part of each external-ip itself (relay to relay); nothing else.
     expect(template).not.toContain("allowed-peer-ip");
