@@ -320,7 +320,8 @@ function matrixProject(stack, check, projectId) {
   const admin = stack.variable?.admin_password;
   check(admin?.sensitive === true, "no sensitive variable admin_password");
   const kv = kvOf(stack);
-  check(kv.get(`service/haproxy/acl/${projectId}-synapse-admin-path/path`) !== undefined || [...kv.keys()].some((k) => k.startsWith("service/haproxy/deny/")), "the public proxy does not deny /_synapse/admin");
+  const adminAcls = [...kv].filter(([k, v]) => /^service\/haproxy\/acl\/[^/]+\/path$/.test(k) && v === "/_synapse/admin").map(([k]) => k.split("/")[3]);
+  check(adminAcls.some((acl) => kv.has(`service/haproxy/deny/${acl}`)), "the public proxy does not deny /_synapse/admin");
   return `${names.length} containers (${names.join(", ")}), ${kv.size} KV keys`;
 }
 
@@ -360,6 +361,11 @@ const expectations = {
       "service/postgres/databases/wiki/lc-ctype": "C",
       "service/postgres/databases/wiki/template": "template0",
     }, check);
+    const verifier = kv.get("service/postgres/databases/wiki/password-verifier");
+    check(
+      typeof verifier === "string" && /\$\{[^}]*random_password\.[\w-]+\.result/.test(verifier),
+      `password-verifier should be derived from the random_password at apply time, got ${JSON.stringify(verifier)}`,
+    );
     const passwords = Object.values(stack.resource?.random_password ?? {});
     check(passwords.length === 1 && passwords[0].special === false && passwords[0].length >= 32, "expected one alphanumeric random_password of at least 32 characters");
     const url = stack.output?.database_url;
@@ -367,7 +373,13 @@ const expectations = {
     return "database wiki owned by wiki, generated password, sensitive connection URL";
   },
   matrix: (stack, check) => matrixProject(stack, check, "matrix"),
-  "ryo-matrix": (stack, check) => matrixProject(stack, check, "ryo-matrix"),
+  // config/example.yaml: a dual-stack host, Synapse at the default host part 20.
+  "ryo-matrix": (stack, check) => {
+    const synapse = resourcesOf(stack, "lxd_instance").find((i) => i.name === "ryo-matrix-synapse");
+    const nic = synapse ? nicOf(synapse) : {};
+    check(nic["ipv4.address"] === "10.10.1.20" && nic["ipv6.address"] === "fd10:10:10:1::1:20", `ryo-matrix-synapse eth0 is ${JSON.stringify(nic)}, expected 10.10.1.20 and fd10:10:10:1::1:20`);
+    return matrixProject(stack, check, "ryo-matrix");
+  },
 };
 
 for (const name of stackNames) {
