@@ -428,7 +428,11 @@ for typescript in "typescript@$ts_current_line" "typescript@^7"; do
   cp "$readme_dir"/*.ts "$readme_dir/tsconfig.json" "$app/"
 
   log "TypeScript $major: compiling ${#example_files[@]} README examples and the invalid-props checks with $tsc_version (strict, library declarations checked)"
-  (cd "$app" && quiet "tsc-ts$major" ./node_modules/.bin/tsc -p tsconfig.json)
+  if ! (cd "$app" && ./node_modules/.bin/tsc -p tsconfig.json) >"$work/tsc-ts$major.log" 2>&1; then
+    sed 's/^/  /' "$work/tsc-ts$major.log" >&2
+    node -e 'for (const e of require(process.argv[1])) console.error(`  ${e.file}: the README.md block opened at line ${e.line} (its line n is README.md line ${e.line}+n)`)' "$readme_dir/examples.json"
+    fail "TypeScript $major: the README examples do not compile (errors above)"
+  fi
 
   for file in "${example_files[@]}"; do
     name=${file%.ts}
