@@ -8,7 +8,7 @@ import * as path from "path";
 import { App } from "cdktf";
 import { loadConfig } from "./lib/config";
 import { ValidationError } from "./lib/problems";
-import { MatrixStandaloneStack } from "./constructs/matrix-standalone-stack";
+import { MatrixStandaloneStack } from "./constructs/matrix/matrix-standalone-stack";
 
 const root = path.basename(__dirname) === "dist" ? path.dirname(__dirname) : __dirname;
 

@@ -12,7 +12,7 @@ const path = require("path");
 const { App } = require("cdktf");
 const { stringify } = require("yaml");
 const { parseConfig } = require("../dist/lib/config");
-const { MatrixStandaloneStack } = require("../dist/constructs/matrix-standalone-stack");
+const { MatrixStandaloneStack } = require("../dist/constructs/matrix/matrix-standalone-stack");
 
 const EXAMPLE = path.join(__dirname, "..", "config", "example.yaml");
 const DHCP_FIRST = 100;

@@ -186,11 +186,17 @@ function describe(error: ErrorObject, data: unknown): { path: string; message: s
 }
 
 /**
+ * Environment variables as the loader reads them (`process.env` by default). Declared here, not
+ * as Node's `Environment`, so the published declarations need no `@types/node`.
+ */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
  * Parses and validates a configuration document. Throws one ValidationError listing every
  * problem, each with its path in the file and what would be valid.
  * @param env where secrets such as TF_VAR_admin_password are checked (never stored)
  */
-export function parseConfig(text: string, source = "configuration", env: NodeJS.ProcessEnv = process.env): RawConfig {
+export function parseConfig(text: string, source = "configuration", env: Environment = process.env): RawConfig {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ValidationError(
@@ -219,7 +225,7 @@ export function parseConfig(text: string, source = "configuration", env: NodeJS.
 }
 
 /** Reads and validates a configuration file. */
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): RawConfig {
+export function loadConfig(file: string, env: Environment = process.env): RawConfig {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
@@ -240,7 +246,7 @@ export function passwordPolicyProblems(password: string): string[] {
   return rules.filter(([ok]) => !ok).map(([, rule]) => rule);
 }
 
-function crossFieldChecks(config: RawConfig, problems: Problems, env: NodeJS.ProcessEnv): void {
+function crossFieldChecks(config: RawConfig, problems: Problems, env: Environment): void {
   const { host, project } = config;
   const coturn = config.modules?.coturn ?? {};
   if (host.public_ipv6 !== undefined && host.ipv6_prefix === undefined) {

@@ -1,9 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { parse } from "yaml";
 import { Testing } from "cdktf";
-import { Coturn, CoturnProps, turnUris } from "../constructs/coturn";
-import { TurnDomain } from "../constructs/turn-domain";
-import { CertificateDomains } from "../constructs/certificate-domains";
+import { Coturn, CoturnProps, turnUris } from "../constructs/modules/coturn";
+import { TurnDomain } from "../constructs/modules/turn-domain";
+import { CertificateDomains } from "../constructs/modules/certificate-domains";
 import { DENIED_PEER_NETWORKS, coturnPeerRanges, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
 import { firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";

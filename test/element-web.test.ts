@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { ElementWeb, ElementWebProps, ELEMENT_RELEASE, elementDownloadUrl } from "../constructs/element-web";
+import { ElementWeb, ElementWebProps, ELEMENT_RELEASE, elementDownloadUrl } from "../constructs/matrix/element-web";
 import { elementConfig, renderElementConfig, ISO_3166_ALPHA2 } from "../lib/render/element";
 import { renderPinnedDownload, renderStaticSite, serverNamesHashBucketSize } from "../lib/render/static-site";
 import { hostStack, kvEntries, synthJson } from "./support/fixtures";

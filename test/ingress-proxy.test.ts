@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { parse } from "yaml";
-import { IngressProxy, IngressProxyProps } from "../constructs/ingress-proxy";
-import { IngressTcpListener } from "../constructs/ingress-tcp-listener";
-import { ServiceContainer } from "../constructs/service-container";
+import { IngressProxy, IngressProxyProps } from "../constructs/modules/ingress-proxy";
+import { IngressTcpListener } from "../constructs/modules/ingress-tcp-listener";
+import { ServiceContainer } from "../constructs/core/service-container";
 import { CERTBOT_ISSUE_SCRIPT, CERT_DEPLOY_HOOK, FALLBACK_CERT_SCRIPT } from "../lib/render/certbot";
 import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { SELF_SIGNED_PEM, checkCloudInit, checkHaproxy, checkNftables } from "./support/validators";

@@ -2,7 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { App, TerraformVariable, Testing } from "cdktf";
 import { loadConfig, parseConfig } from "../lib/config";
-import { MatrixStandaloneStack } from "../constructs/matrix-standalone-stack";
+import { MatrixStandaloneStack } from "../constructs/matrix/matrix-standalone-stack";
 import { kvPaths } from "../lib/kv";
 import { kvEntries } from "./support/fixtures";
 import { parse } from "yaml";
@@ -194,8 +194,8 @@ describe("synapse-admin's admin networks", () => {
     const text = fs.readFileSync(EXAMPLE, "utf8");
     const app = Testing.app();
     const stack = new MatrixStandaloneStack(app, "s", { config: parseConfig(text, "x.yaml", {}) });
-    const { Synapse } = require("../constructs/synapse");
-    const { MatrixStandalone } = require("../constructs/matrix-standalone");
+    const { Synapse } = require("../constructs/matrix/synapse");
+    const { MatrixStandalone } = require("../constructs/matrix/matrix-standalone");
     const matrix = new MatrixStandalone(stack, "vpn", {
       host: stack.host,
       modules: stack.modules,

@@ -5,8 +5,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { TerraformOutput } from "cdktf";
-import { Postgres, PostgresProps } from "../constructs/postgres";
-import { PostgresDatabase } from "../constructs/postgres-database";
+import { Postgres, PostgresProps } from "../constructs/modules/postgres";
+import { PostgresDatabase } from "../constructs/modules/postgres-database";
 import {
   POSTGRES_DATABASES_TEMPLATE,
   POSTGRES_DATA_DIR,

@@ -1,4 +1,4 @@
-import { ServiceContainer } from "../constructs/service-container";
+import { ServiceContainer } from "../constructs/core/service-container";
 import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
 import { parse } from "yaml";
 import { spawnSync } from "node:child_process";

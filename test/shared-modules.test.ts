@@ -1,5 +1,5 @@
 import { Testing } from "cdktf";
-import { SharedModules } from "../constructs/shared-modules";
+import { SharedModules } from "../constructs/modules/shared-modules";
 import { Instance } from "../gen/providers/lxd/instance";
 import { Keys } from "../gen/providers/consul/keys";
 import { hostStack } from "./support/fixtures";

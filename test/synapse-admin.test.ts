@@ -1,5 +1,5 @@
 import { parse } from "yaml";
-import { SynapseAdmin, SynapseAdminProps, SYNAPSE_ADMIN_RELEASE, isCidr, synapseAdminDownloadUrl } from "../constructs/synapse-admin";
+import { SynapseAdmin, SynapseAdminProps, SYNAPSE_ADMIN_RELEASE, isCidr, synapseAdminDownloadUrl } from "../constructs/matrix/synapse-admin";
 import { hostStack, synthJson } from "./support/fixtures";
 import { checkCloudInit, checkNftables, checkNginxSite } from "./support/validators";
 

@@ -1,6 +1,6 @@
 import { TerraformStack, TerraformVariable } from "cdktf";
 import { parse } from "yaml";
-import { Synapse, SynapseProps } from "../constructs/synapse";
+import { Synapse, SynapseProps } from "../constructs/matrix/synapse";
 import { Host, HostProps } from "../lib/host";
 import { SYNAPSE_PATHS } from "../lib/render/synapse";
 import { DUAL_STACK_HOST, IPV4_HOST, hostStack, synthJson } from "./support/fixtures";

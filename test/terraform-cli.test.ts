@@ -9,7 +9,7 @@ import * as path from "path";
 import { spawnSync } from "child_process";
 import { Testing } from "cdktf";
 import { loadConfig } from "../lib/config";
-import { MatrixStandaloneStack } from "../constructs/matrix-standalone-stack";
+import { MatrixStandaloneStack } from "../constructs/matrix/matrix-standalone-stack";
 
 function terraformBinary(): string {
   if (process.env.MATRIX_LXD_TERRAFORM) return process.env.MATRIX_LXD_TERRAFORM;

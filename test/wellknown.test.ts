@@ -1,7 +1,7 @@
 import { TerraformStack, TerraformVariable, Testing } from "cdktf";
 import { parse } from "yaml";
-import { WellknownServer, WellknownRef, WELLKNOWN_SITE_PATH, WELLKNOWN_RELOAD_SCRIPT } from "../constructs/wellknown-server";
-import { WellknownJsonRule, WellknownRedirectRule } from "../constructs/wellknown-rule";
+import { WellknownServer, WellknownRef, WELLKNOWN_SITE_PATH, WELLKNOWN_RELOAD_SCRIPT } from "../constructs/modules/wellknown-server";
+import { WellknownJsonRule, WellknownRedirectRule } from "../constructs/modules/wellknown-rule";
 import { Host } from "../lib/host";
 import { renderWellknownSite, renderWellknownSiteFromKv, renderWellknownSiteTemplate } from "../lib/render/wellknown";
 import { hostStack, kvEntries, synthJson, DUAL_STACK_HOST } from "./support/fixtures";

@@ -1,6 +1,6 @@
 /**
  * Let's Encrypt certificates for the ingress proxy. Projects ask for a certificate by writing
- * `service/certbot/<fqdn>` = account e-mail (constructs/certificate-domains.ts); a
+ * `service/certbot/<fqdn>` = account e-mail (constructs/modules/certificate-domains.ts); a
  * consul-template template turns those keys into an issuance script that runs certbot's
  * standalone HTTP-01 server on 127.0.0.1:8080, where HAProxy forwards ACME challenges.
  * A deploy hook hands each new or renewed certificate to HAProxy (chain + key in one PEM) and,

@@ -1,7 +1,7 @@
 /** Shared test fixtures: a dual-stack and an IPv4-only host, and a stack on each. */
 import { Testing, TerraformStack } from "cdktf";
 import { Host, HostProps } from "../../lib/host";
-import { HostProviders } from "../../constructs/host-providers";
+import { HostProviders } from "../../constructs/core/host-providers";
 
 export const DUAL_STACK_HOST: HostProps = {
   hostId: "testhost",

@@ -10,23 +10,23 @@
  */
 import { Construct } from "constructs";
 import type { ITerraformDependable } from "cdktf";
-import type { Host } from "../lib/host";
-import type { StaticAddress } from "../lib/address-plan";
-import { Problems, isResourceName } from "../lib/problems";
-import type { FirewallRule } from "../lib/render/nftables";
+import type { Host } from "../../lib/host";
+import type { StaticAddress } from "../../lib/address-plan";
+import { Problems, isResourceName } from "../../lib/problems";
+import type { FirewallRule } from "../../lib/render/nftables";
 import {
   CONSUL_TEMPLATE_PACKAGES,
   CONSUL_TEMPLATE_START,
   consulTemplateDownload,
   consulTemplateFiles,
-} from "../lib/render/consul-template";
+} from "../../lib/render/consul-template";
 import {
   HAPROXY_CERT_DIR,
   HAPROXY_CONFIG_PATH,
   HAPROXY_STATS_PORT,
   renderHaproxyTemplate,
   renderIngressNftablesTemplate,
-} from "../lib/render/haproxy";
+} from "../../lib/render/haproxy";
 import {
   CERTBOT_ISSUE_SCRIPT,
   CERTBOT_ISSUE_UNIT,
@@ -35,8 +35,8 @@ import {
   certbotCommands,
   certbotFiles,
   renderCertbotIssueTemplate,
-} from "../lib/render/certbot";
-import { ServiceContainer } from "./service-container";
+} from "../../lib/render/certbot";
+import { ServiceContainer } from "../core/service-container";
 
 export const INGRESS_PROXY_DEFAULT_NAME = "ingress-proxy";
 export const INGRESS_PROXY_DEFAULT_HOST_PART = 10;

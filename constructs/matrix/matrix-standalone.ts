@@ -7,14 +7,14 @@
  */
 import { Construct } from "constructs";
 import { dependable } from "cdktf/lib/tfExpression";
-import type { Host } from "../lib/host";
-import type { SmtpOptions } from "../lib/render/synapse";
-import type { FooterLink } from "../lib/render/element";
-import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
-import type { SharedModuleRefs } from "./shared-modules";
-import { CertificateDomains } from "./certificate-domains";
-import { PostgresDatabase } from "./postgres-database";
-import { WellknownJsonRule } from "./wellknown-rule";
+import type { Host } from "../../lib/host";
+import type { SmtpOptions } from "../../lib/render/synapse";
+import type { FooterLink } from "../../lib/render/element";
+import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../../lib/problems";
+import type { SharedModuleRefs } from "../modules/shared-modules";
+import { CertificateDomains } from "../modules/certificate-domains";
+import { PostgresDatabase } from "../modules/postgres-database";
+import { WellknownJsonRule } from "../modules/wellknown-rule";
 import { Synapse } from "./synapse";
 import { ElementWeb } from "./element-web";
 import { SynapseAdmin } from "./synapse-admin";

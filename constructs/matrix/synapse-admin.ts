@@ -7,10 +7,10 @@
  * Changing the version (or anything else the container is built from) replaces the container.
  */
 import { Construct } from "constructs";
-import { Host, isIpv4, isIpv6 } from "../lib/host";
-import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
-import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
-import { ServiceContainer } from "./service-container";
+import { Host, isIpv4, isIpv6 } from "../../lib/host";
+import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../../lib/problems";
+import { staticAppProvisioning, validatePinnedRelease } from "../../lib/render/static-site";
+import { ServiceContainer } from "../core/service-container";
 
 /** The synapse-admin release deployed by default, with the SHA-256 of its `synapse-admin-<version>.tar.gz`. */
 export const SYNAPSE_ADMIN_RELEASE = {

@@ -6,16 +6,16 @@
  * Every module's deployment construct is built from this one.
  */
 import { Construct } from "constructs";
-import { Instance, InstanceDevice } from "../gen/providers/lxd/instance";
-import { StorageVolume } from "../gen/providers/lxd/storage-volume";
-import { Node } from "../gen/providers/consul/node";
-import { Service } from "../gen/providers/consul/service";
-import type { Host } from "../lib/host";
-import type { StaticAddress } from "../lib/address-plan";
-import { renderCloudInit, CloudInitFile } from "../lib/render/cloud-init";
-import { renderNftables, FirewallRule } from "../lib/render/nftables";
-import { terraformLiteral } from "../lib/terraform-literal";
-import { Problems } from "../lib/problems";
+import { Instance, InstanceDevice } from "../../gen/providers/lxd/instance";
+import { StorageVolume } from "../../gen/providers/lxd/storage-volume";
+import { Node } from "../../gen/providers/consul/node";
+import { Service } from "../../gen/providers/consul/service";
+import type { Host } from "../../lib/host";
+import type { StaticAddress } from "../../lib/address-plan";
+import { renderCloudInit, CloudInitFile } from "../../lib/render/cloud-init";
+import { renderNftables, FirewallRule } from "../../lib/render/nftables";
+import { terraformLiteral } from "../../lib/terraform-literal";
+import { Problems } from "../../lib/problems";
 import { ContainerRevision } from "./container-revision";
 
 /** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */

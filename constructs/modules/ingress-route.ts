@@ -4,9 +4,9 @@
  * The proxy applies denies first, then redirects, then backends (host+path, path, host).
  */
 import { Construct } from "constructs";
-import { KvEntries } from "./kv-entries";
-import { kvPaths } from "../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName } from "../lib/problems";
+import { KvEntries } from "../core/kv-entries";
+import { kvPaths } from "../../lib/kv";
+import { DOMAIN_RULE, Problems, isDomainName } from "../../lib/problems";
 
 export type IngressAction =
   | { readonly backend: string }

@@ -4,7 +4,7 @@
  * and only register what they need; a project in another stack uses `SharedModules.reference`.
  */
 import { Construct } from "constructs";
-import type { Host } from "../lib/host";
+import type { Host } from "../../lib/host";
 import { IngressProxy, IngressProxyRef } from "./ingress-proxy";
 import { Postgres, PostgresRef } from "./postgres";
 import { WellknownServer, WellknownRef } from "./wellknown-server";

@@ -11,11 +11,11 @@
  * superuser, which is safer than ryo's network-reachable superuser password.
  */
 import { Construct } from "constructs";
-import { ServiceContainer } from "./service-container";
+import { ServiceContainer } from "../core/service-container";
 import { PostgresDatabase, PostgresDatabaseOptions } from "./postgres-database";
-import type { Host } from "../lib/host";
-import type { StaticAddress } from "../lib/address-plan";
-import { Problems, isResourceName } from "../lib/problems";
+import type { Host } from "../../lib/host";
+import type { StaticAddress } from "../../lib/address-plan";
+import { Problems, isResourceName } from "../../lib/problems";
 import {
   MANAGED_SETTINGS,
   POSTGRES_DATABASES_JSON,
@@ -26,8 +26,8 @@ import {
   POSTGRES_VERSION,
   postgresCommands,
   postgresFiles,
-} from "../lib/render/postgres";
-import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../lib/render/consul-template";
+} from "../../lib/render/postgres";
+import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
 
 /** ryo's address for the postgres module. */
 export const POSTGRES_DEFAULT_HOST_PART = 13;

@@ -6,13 +6,13 @@
  * entry, so its listeners were unreachable from outside.
  */
 import { Construct } from "constructs";
-import { InstanceDeviceA } from "../gen/providers/lxd/instance-device";
+import { InstanceDeviceA } from "../../gen/providers/lxd/instance-device";
 import { dependable } from "cdktf/lib/tfExpression";
-import { KvEntries } from "./kv-entries";
+import { KvEntries } from "../core/kv-entries";
 import type { IngressProxyRef } from "./ingress-proxy";
-import { kvPaths } from "../lib/kv";
-import { PORT_RULE, Problems, isPort } from "../lib/problems";
-import { INGRESS_RESERVED_PORTS } from "../lib/render/haproxy";
+import { kvPaths } from "../../lib/kv";
+import { PORT_RULE, Problems, isPort } from "../../lib/problems";
+import { INGRESS_RESERVED_PORTS } from "../../lib/render/haproxy";
 
 export interface IngressTcpListenerProps {
   /** The ingress proxy, from `new IngressProxy(...)` or `IngressProxy.reference(host)`. */

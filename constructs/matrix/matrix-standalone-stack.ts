@@ -6,10 +6,10 @@
  */
 import { Construct } from "constructs";
 import { TerraformStack, TerraformVariable } from "cdktf";
-import { Host } from "../lib/host";
-import type { RawConfig } from "../lib/config";
-import { HostProviders } from "./host-providers";
-import { SharedModules, SharedModuleRefs } from "./shared-modules";
+import { Host } from "../../lib/host";
+import type { RawConfig } from "../../lib/config";
+import { HostProviders } from "../core/host-providers";
+import { SharedModules, SharedModuleRefs } from "../modules/shared-modules";
 import { MatrixStandalone } from "./matrix-standalone";
 
 export interface MatrixStandaloneStackProps {

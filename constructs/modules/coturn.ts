@@ -9,15 +9,15 @@
  */
 import { Construct } from "constructs";
 import { Password } from "@cdktf/provider-random/lib/password";
-import { ServiceContainer } from "./service-container";
-import { KvEntries } from "./kv-entries";
-import type { Host } from "../lib/host";
-import type { StaticAddress } from "../lib/address-plan";
-import { kvPaths } from "../lib/kv";
-import { PORT_RULE, Problems, isPort, isResourceName } from "../lib/problems";
-import { COTURN_CONFIG_PATH, coturnCommands, coturnFiles, renderTurnserverTemplate } from "../lib/render/turnserver";
-import { SHARED_CERT_DIR } from "../lib/render/certbot";
-import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../lib/render/consul-template";
+import { ServiceContainer } from "../core/service-container";
+import { KvEntries } from "../core/kv-entries";
+import type { Host } from "../../lib/host";
+import type { StaticAddress } from "../../lib/address-plan";
+import { kvPaths } from "../../lib/kv";
+import { PORT_RULE, Problems, isPort, isResourceName } from "../../lib/problems";
+import { COTURN_CONFIG_PATH, coturnCommands, coturnFiles, renderTurnserverTemplate } from "../../lib/render/turnserver";
+import { SHARED_CERT_DIR } from "../../lib/render/certbot";
+import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
 
 /** ryo's address for the coturn module. */
 export const COTURN_DEFAULT_HOST_PART = 15;

@@ -7,10 +7,10 @@
  */
 import { Construct } from "constructs";
 import { TerraformStack } from "cdktf";
-import { KvEntries } from "./kv-entries";
+import { KvEntries } from "../core/kv-entries";
 import { CertificateDomains } from "./certificate-domains";
-import { kvPaths } from "../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../lib/problems";
+import { kvPaths } from "../../lib/kv";
+import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../../lib/problems";
 
 export interface TurnDomainProps {
   /** The TURN server's DNS name, e.g. `turn.example.com`; it must resolve to the host's public address. */

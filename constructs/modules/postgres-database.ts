@@ -1,5 +1,5 @@
 /**
- * Registers a database and its owner role on a shared PostgreSQL server (constructs/postgres.ts,
+ * Registers a database and its owner role on a shared PostgreSQL server (constructs/modules/postgres.ts,
  * deployed in this stack or another): a random password, kept in Terraform state only, and
  * Consul KV entries under `service/postgres/databases/<db>/` that the server's consul-template
  * turns into `CREATE ROLE` / `CREATE DATABASE`. KV holds the md5 verifier
@@ -10,11 +10,11 @@
 import { Construct } from "constructs";
 import { Fn } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
-import { KvEntries } from "./kv-entries";
+import { KvEntries } from "../core/kv-entries";
 import type { PostgresRef } from "./postgres";
-import type { Host } from "../lib/host";
-import { kvPaths } from "../lib/kv";
-import { Problems } from "../lib/problems";
+import type { Host } from "../../lib/host";
+import { kvPaths } from "../../lib/kv";
+import { Problems } from "../../lib/problems";
 import {
   ENCODING_PATTERN,
   IDENTIFIER_RULE,
@@ -22,7 +22,7 @@ import {
   RESERVED_DATABASES,
   RESERVED_ROLES,
   isPostgresIdentifier,
-} from "../lib/render/postgres";
+} from "../../lib/render/postgres";
 
 export interface PostgresDatabaseOptions {
   /** Database name: lower-case letters, digits and underscores, starting with a letter, at most 63 characters. */

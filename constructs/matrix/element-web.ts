@@ -7,13 +7,13 @@
  * it keeps no data.
  */
 import { Construct } from "constructs";
-import type { Host } from "../lib/host";
-import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../lib/problems";
-import { renderElementConfig, validateElementConfigOptions, ElementConfigOptions } from "../lib/render/element";
-import { staticAppProvisioning, validatePinnedRelease } from "../lib/render/static-site";
-import { ServiceContainer } from "./service-container";
-import { IngressBackend } from "./ingress-backend";
-import { IngressRoute } from "./ingress-route";
+import type { Host } from "../../lib/host";
+import { PROJECT_ID_MAX_LENGTH, Problems, checkResourceName } from "../../lib/problems";
+import { renderElementConfig, validateElementConfigOptions, ElementConfigOptions } from "../../lib/render/element";
+import { staticAppProvisioning, validatePinnedRelease } from "../../lib/render/static-site";
+import { ServiceContainer } from "../core/service-container";
+import { IngressBackend } from "../modules/ingress-backend";
+import { IngressRoute } from "../modules/ingress-route";
 
 /** The Element Web release deployed by default, with the SHA-256 of its `element-v<version>.tar.gz`. */
 export const ELEMENT_RELEASE = {

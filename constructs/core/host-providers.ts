@@ -4,11 +4,11 @@
  */
 import { Construct } from "constructs";
 import { TerraformStack } from "cdktf";
-import versions from "../versions.json";
-import { LxdProvider } from "../gen/providers/lxd/provider";
-import { ConsulProvider } from "../gen/providers/consul/provider";
+import versions from "../../versions.json";
+import { LxdProvider } from "../../gen/providers/lxd/provider";
+import { ConsulProvider } from "../../gen/providers/consul/provider";
 import { RandomProvider } from "@cdktf/provider-random/lib/provider";
-import type { Host } from "../lib/host";
+import type { Host } from "../../lib/host";
 
 export interface HostProvidersProps {
   readonly host: Host;

@@ -3,9 +3,9 @@
  * domain, valued with the account e-mail. The proxy's certbot obtains and renews them.
  */
 import { Construct } from "constructs";
-import { KvEntries } from "./kv-entries";
-import { kvPaths } from "../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../lib/problems";
+import { KvEntries } from "../core/kv-entries";
+import { kvPaths } from "../../lib/kv";
+import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../../lib/problems";
 
 export interface CertificateDomainsProps {
   readonly domains: readonly string[];

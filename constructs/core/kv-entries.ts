@@ -5,8 +5,8 @@
  */
 import { Construct } from "constructs";
 import type { ITerraformDependable } from "cdktf";
-import { Keys } from "../gen/providers/consul/keys";
-import { terraformLiteral } from "../lib/terraform-literal";
+import { Keys } from "../../gen/providers/consul/keys";
+import { terraformLiteral } from "../../lib/terraform-literal";
 
 export class KvEntries extends Construct {
   readonly resource: Keys;

@@ -3,8 +3,8 @@
  * its instances through Consul DNS (SRV records), so the backend name is the service name.
  */
 import { Construct } from "constructs";
-import { KvEntries } from "./kv-entries";
-import { kvPaths } from "../lib/kv";
+import { KvEntries } from "../core/kv-entries";
+import { kvPaths } from "../../lib/kv";
 
 export interface IngressBackendProps {
   /** Consul service name of the backend. */

@@ -7,16 +7,16 @@
  * backend through Terraform; the projects route their paths to it. It keeps no data.
  */
 import { Construct } from "constructs";
-import type { Host } from "../lib/host";
-import { Problems, isResourceName } from "../lib/problems";
+import type { Host } from "../../lib/host";
+import { Problems, isResourceName } from "../../lib/problems";
 import {
   consulTemplateFiles,
   consulTemplateDownload,
   CONSUL_TEMPLATE_PACKAGES,
   CONSUL_TEMPLATE_START,
-} from "../lib/render/consul-template";
-import { renderWellknownSite, renderWellknownSiteTemplate } from "../lib/render/wellknown";
-import { ServiceContainer } from "./service-container";
+} from "../../lib/render/consul-template";
+import { renderWellknownSite, renderWellknownSiteTemplate } from "../../lib/render/wellknown";
+import { ServiceContainer } from "../core/service-container";
 import { IngressBackend } from "./ingress-backend";
 
 /** What registration constructs need to know about a well-known server, possibly deployed by another stack. */

@@ -9,13 +9,13 @@
  * domain is the project's to request.
  */
 import { Construct } from "constructs";
-import type { Host } from "../lib/host";
-import { KvEntries } from "./kv-entries";
+import type { Host } from "../../lib/host";
+import { KvEntries } from "../core/kv-entries";
 import { IngressRoute } from "./ingress-route";
 import type { WellknownRef } from "./wellknown-server";
-import { kvPaths } from "../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName } from "../lib/problems";
-import { isWellknownLocation, isWellknownUrl } from "../lib/render/wellknown";
+import { kvPaths } from "../../lib/kv";
+import { DOMAIN_RULE, Problems, isDomainName } from "../../lib/problems";
+import { isWellknownLocation, isWellknownUrl } from "../../lib/render/wellknown";
 
 export interface WellknownRuleProps {
   readonly wellknown: WellknownRef;

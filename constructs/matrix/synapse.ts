@@ -10,8 +10,8 @@
 import { Construct } from "constructs";
 import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
-import type { Host } from "../lib/host";
-import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, isEmail, isPort, isResourceName } from "../lib/problems";
+import type { Host } from "../../lib/host";
+import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, isEmail, isPort, isResourceName } from "../../lib/problems";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -22,10 +22,10 @@ import {
   PASSWORD_POLICY,
   PASSWORD_RULES,
   synapseFiles,
-} from "../lib/render/synapse";
-import { ServiceContainer } from "./service-container";
-import { IngressBackend } from "./ingress-backend";
-import { IngressRoute } from "./ingress-route";
+} from "../../lib/render/synapse";
+import { ServiceContainer } from "../core/service-container";
+import { IngressBackend } from "../modules/ingress-backend";
+import { IngressRoute } from "../modules/ingress-route";
 
 /** The Synapse release installed on the stock image. */
 export const SYNAPSE_VERSION = "1.163.2";
