@@ -10,15 +10,24 @@ import { TerraformResource, anyToHclTerraform, anyToTerraform, hashMapper, hashM
 
 export class ContainerRevision extends TerraformResource {
   static readonly tfResourceType = "terraform_data";
-  /** The values whose change replaces the container. */
-  readonly triggersReplaceInput: Readonly<Record<string, string>>;
+  private triggers: Record<string, string>;
 
   constructor(scope: Construct, id: string, config: { readonly triggersReplace: Readonly<Record<string, string>> }) {
     super(scope, id, {
       terraformResourceType: ContainerRevision.tfResourceType,
       terraformGeneratorMetadata: { providerName: "terraform" },
     });
-    this.triggersReplaceInput = config.triggersReplace;
+    this.triggers = { ...config.triggersReplace };
+  }
+
+  /** The values whose change replaces the container. */
+  get triggersReplaceInput(): Readonly<Record<string, string>> {
+    return this.triggers;
+  }
+
+  /** Sets (or adds) trigger values, e.g. after devices were added to the container. */
+  setTriggers(values: Readonly<Record<string, string>>): void {
+    this.triggers = { ...this.triggers, ...values };
   }
 
   /** The bare address (`terraform_data.<name>`) that `replace_triggered_by` needs. */
