@@ -149,6 +149,16 @@ function checkNestedBlocks(value, blockType, at, out) {
 }
 
 /**
+ * A provider used without a required_providers entry: Terraform takes hashicorp/<name>, in any
+ * version; checked against the one committed version when there is exactly one.
+ */
+function implicitProvider(schemas, name) {
+  const versions = schemas[`hashicorp/${name}`];
+  const known = versions ? Object.keys(versions) : [];
+  return known.length === 1 ? { schema: versions[known[0]], label: `hashicorp/${name} ${known[0]} (implicit)` } : undefined;
+}
+
+/**
  * Problems of one synthesized stack (parsed cdk.tf.json), each as "<path>: <what is wrong>".
  * `label` prefixes each problem (e.g. the stack's name).
  */
@@ -187,9 +197,9 @@ function checkStack(stack, { label = "stack", schemaDir } = {}) {
           typeSchema = BUILTIN[type];
           schemaLabel = "terraform built-in";
         } else {
-          const p = providerSchemas[providerName];
+          const p = providerSchemas[providerName] || implicitProvider(schemas, providerName);
           if (!p) {
-            out.push(`${at}: provider ${providerName} is not in terraform.required_providers`);
+            out.push(`${at}: provider ${providerName} is not in terraform.required_providers, and Terraform's implicit hashicorp/${providerName} has no committed schema`);
             continue;
           }
           typeSchema = (p.schema[key] || {})[type];

@@ -176,13 +176,14 @@ import {
 class WikiStack extends TerraformStack {
   readonly connection: PostgresConnection;
 
-  constructor(scope: Construct, id: string) {
+  constructor(scope: Construct, id: string, lxdProvider: 1 | 3 = 3) {
     super(scope, id);
     const host = new Host({
       hostId: "myhost",
       ipv4NetworkPart: "10.10.1",
       ipv6: { prefix: "fd10:10:10:1" },
       publicIpv4: "203.0.113.10",
+      lxd: { provider: lxdProvider },
     });
     new HostProviders(this, "providers", { host });
     const proxy = IngressProxy.reference(host);
@@ -209,6 +210,8 @@ class WikiStack extends TerraformStack {
 
 const app = new App({ outdir: process.argv[2] ?? "cdktf.out" });
 new WikiStack(app, "wiki");
+// The same stack for a host whose LXD provider is 1.x.
+new WikiStack(app, "wiki-lxd1", 1);
 app.synth();
 TS
 
@@ -273,6 +276,9 @@ synthesized="$app/cdktf.out/stacks/wiki/cdk.tf.json"
 [ -f "$synthesized" ] || fail "synthesis wrote no $synthesized"
 
 # --- 4. assertions ----------------------------------------------------------------------------
+log "checking both synthesized stacks against the committed provider schemas"
+node "$src/scripts/check-provider-schemas.js" "$synthesized" "$app/cdktf.out/stacks/wiki-lxd1/cdk.tf.json" \
+  || fail "a synthesized stack does not conform to its provider schemas (see above)"
 log "checking the synthesized stack"
 node - "$synthesized" <<'NODE'
 const fs = require("fs");
