@@ -23,13 +23,29 @@ const PROVIDER_META = new Set(["//", "alias", "version"]);
 
 /** Terraform's built-in provider ("terraform.io/builtin/terraform"): what the stacks use of it. */
 const BUILTIN = {
-  terraform_data: {
-    block: {
-      attributes: {
-        id: { type: "string", computed: true },
-        input: { type: "dynamic", optional: true },
-        output: { type: "dynamic", computed: true },
-        triggers_replace: { type: "dynamic", optional: true },
+  resource: {
+    terraform_data: {
+      block: {
+        attributes: {
+          id: { type: "string", computed: true },
+          input: { type: "dynamic", optional: true },
+          output: { type: "dynamic", computed: true },
+          triggers_replace: { type: "dynamic", optional: true },
+        },
+      },
+    },
+  },
+  // cdktf reads another stack's outputs with it (cross-stack references).
+  data: {
+    terraform_remote_state: {
+      block: {
+        attributes: {
+          backend: { type: "string", required: true },
+          config: { type: "dynamic", optional: true },
+          defaults: { type: "dynamic", optional: true },
+          outputs: { type: "dynamic", computed: true },
+          workspace: { type: "string", optional: true },
+        },
       },
     },
   },
@@ -193,8 +209,8 @@ function checkStack(stack, { label = "stack", schemaDir } = {}) {
         const providerName = body.provider ? String(body.provider).split(".")[0] : type.split("_")[0];
         let typeSchema;
         let schemaLabel;
-        if (section === "resource" && providerName === "terraform") {
-          typeSchema = BUILTIN[type];
+        if (providerName === "terraform") {
+          typeSchema = BUILTIN[section][type];
           schemaLabel = "terraform built-in";
         } else {
           const p = providerSchemas[providerName] || implicitProvider(schemas, providerName);
