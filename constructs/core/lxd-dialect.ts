@@ -17,6 +17,7 @@
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
  */
 import { Construct } from "constructs";
+import { TerraformStack } from "cdktf";
 import type { ITerraformDependable, TerraformProvider } from "cdktf";
 import { dependable } from "cdktf/lib/tfExpression";
 import versions from "../../versions.json";
@@ -100,7 +101,7 @@ function deviceSetDigest(devices: readonly LxdDevice[]): string {
 }
 
 /** The latest device resource per container of a stack: LXD refuses parallel device updates (412). */
-const deviceChains = new WeakMap<Construct, Map<string, InstanceDeviceA>>();
+const deviceChains = new WeakMap<TerraformStack, Map<string, InstanceDeviceA>>();
 
 const v3: LxdDialect = {
   major: 3,
@@ -156,8 +157,9 @@ const v3: LxdDialect = {
     return { devices: deviceSetDigest(devices) };
   },
   addDevices(scope, host, target, devices) {
-    const stackDevices = deviceChains.get(scope.node.root) ?? new Map<string, InstanceDeviceA>();
-    deviceChains.set(scope.node.root, stackDevices);
+    const stack = TerraformStack.of(scope);
+    const stackDevices = deviceChains.get(stack) ?? new Map<string, InstanceDeviceA>();
+    deviceChains.set(stack, stackDevices);
     for (const device of devices) {
       const previous = stackDevices.get(target.containerName);
       const dependsOn = [...(target.instance ? [target.instance] : []), ...(previous ? [previous] : [])];
