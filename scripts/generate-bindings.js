@@ -3,6 +3,8 @@
 // schemas schemas/<provider>-<version>.json, offline. The provider versions written into the
 // bindings (and so into every synthesized stack's required_providers) come from versions.json.
 // Both LXD provider majors get bindings: 3.x in gen/providers/lxd, 1.x in gen/providers/lxd-v1.
+// Consul's bindings cover only the resources the project uses or is meant to (KV, catalog, ACLs,
+// config entries, prepared queries); its committed schema is the provider's complete dump.
 // The random provider's bindings are the prebuilt @cdktf/provider-random package; its schema is
 // committed for the provider-schema test only.
 //
@@ -23,23 +25,43 @@ const { generateProviderBindingsFromSchema } = require("@cdktf/provider-generato
 const root = path.resolve(__dirname, "..");
 const versions = require(path.join(root, "versions.json"));
 const outDir = path.join(root, "gen");
-/** provider name, major (a key of versions.json providers.<name>.versions), folder under gen/providers. */
+/**
+ * provider name, major (a key of versions.json providers.<name>.versions), folder under
+ * gen/providers, and optionally the only resource and data source types to generate.
+ */
 const BINDINGS = [
   { name: "lxd", major: "3", folder: "lxd" },
   { name: "lxd", major: "1", folder: "lxd-v1" },
-  { name: "consul", major: "2", folder: "consul" },
+  {
+    name: "consul",
+    major: "2",
+    folder: "consul",
+    resources: ["consul_acl_policy", "consul_acl_token", "consul_config_entry", "consul_key_prefix", "consul_keys", "consul_node", "consul_prepared_query", "consul_service"],
+    dataSources: ["consul_key_prefix", "consul_keys"],
+  },
 ];
+
+/** The schema with only the listed types (all when no list is given); fails on a type it lacks. */
+function only(schemas, types, file) {
+  if (!types) return schemas;
+  const missing = types.filter((t) => !(t in schemas));
+  if (missing.length) throw new Error(`${file} has no ${missing.join(", ")}`);
+  return Object.fromEntries(types.map((t) => [t, schemas[t]]));
+}
 
 async function main() {
   const started = Date.now();
   fs.rmSync(outDir, { recursive: true, force: true });
-  for (const { name, major, folder } of BINDINGS) {
+  for (const { name, major, folder, resources, dataSources } of BINDINGS) {
     const pin = versions.providers[name];
     const version = pin.versions[major];
     const file = `schemas/${name}-${version}.json`;
     const schema = JSON.parse(fs.readFileSync(path.join(root, file), "utf8"));
     const address = `registry.terraform.io/${pin.source}`;
     if (!schema.provider_schemas[address]) throw new Error(`${file} has no provider ${address}`);
+    const provider = schema.provider_schemas[address];
+    provider.resource_schemas = only(provider.resource_schemas, resources, file);
+    provider.data_source_schemas = only(provider.data_source_schemas, dataSources, file);
     schema.provider_versions = { [address]: version };
     // The generator names the folder after the provider; generate aside and move it into place.
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bindings-"));
