@@ -11,9 +11,9 @@
  * | provider | `remote` blocks, `default_remote`, an `images` simplestreams remote | one `lxd_remote` (unix socket path or https host/port, `default = true`); `images:` from the lxc client configuration; `refresh_interval = "1s"` |
  * | user-data | `config["cloud-init.user-data"]` | `config["user.user-data"]` (1.x drops other config keys on read, so they would drift forever) |
  * | limits | `config["limits.<key>"]` | the `limits` map |
- * | waiting | `wait_for { type = "ipv4" }`, create timeout 15 min (covers the image download) | `wait_for_network = true` |
+ * | waiting | `wait_for { type = "ipv4", nic = "eth0" }`, create timeout 15 min (covers the image download) | `wait_for_network = true` (IPv4 only) |
  * | replacement trigger | image, user-data and the device set (3.x leaves a removed device block on the container) | image and user-data (1.x removes dropped devices itself) |
- * | devices from another stack | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | refused: no such resource in 1.x |
+ * | devices added from outside the container (TCP listeners) | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | joined to the container's own device set when it is in the same stack; refused from another stack (no `lxd_instance_device` in 1.x) |
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
  */
 import { Construct } from "constructs";
