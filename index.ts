@@ -9,6 +9,7 @@ export * from "./lib/kv";
 export * from "./lib/config";
 export * from "./constructs/core/host-providers";
 export * from "./constructs/core/service-container";
+export type { LxdDevice, LxdInstanceResource, LxdVolumeResource } from "./constructs/core/lxd-dialect";
 export * from "./constructs/core/container-revision";
 export * from "./constructs/core/kv-entries";
 export * from "./constructs/modules/certificate-domains";

@@ -6,13 +6,13 @@
  */
 import type { ValidateFunction } from "ajv";
 
-export const CONFIG_VALIDATOR_DIGEST = "sha256:bb7d5522f92e0ca146c8b763899d78be3c4ca4997152983cd2b1bc6dcd245827";
+export const CONFIG_VALIDATOR_DIGEST = "sha256:36a205bcc7795c9f3e093ac9112240635654e70cf87b4e0e125d2e489fcd9f59";
 
 export const validateConfig = ((): ValidateFunction => {
   const module = { exports: {} };
 module.exports = validate10;
 module.exports.default = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","maxLength":32,"description":"Host id: letters and digits only. Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","description":"IPv4 address the proxy devices for public ports listen on."},"external_ipv4":{"type":"string","format":"ipv4","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"address":{"type":"string","pattern":"^(unix://.*|https://.+)$","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"type":"string","description":"Client certificate file for an https remote."},"client_key_file":{"type":"string","description":"Client key file for an https remote."},"project":{"type":"string","default":"default","description":"LXD project."},"storage_pool":{"type":"string","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"type":"string"},"default":["default"],"description":"Profiles every container gets."},"target":{"type":"string","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://","description":"Simplestreams server for stock images."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port (greater than min_port)."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z][a-z0-9-]*[a-z0-9]$","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/-]+$","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"type":"string","format":"email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"type":"string","minLength":1},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"type":"string","minLength":1},"url":{"type":"string","pattern":"^https://\\S+$"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","description":"A lower-case DNS name without a trailing dot."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."},"image":{"type":"string","minLength":1,"description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$"},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","description":"sha256 of the release tarball."},"url":{"type":"string","pattern":"^(https|file)://\\S+$","description":"Download URL of the release tarball."},"image":{"$ref":"#/definitions/image"}}}}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","maxLength":32,"description":"Host id: letters and digits only. Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","description":"IPv4 address the proxy devices for public ports listen on."},"external_ipv4":{"type":"string","format":"ipv4","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"provider":{"type":"integer","enum":[3,1],"default":3,"description":"Major version of the terraform-lxd/lxd provider the stack is written for: 3 (lxd_instance, lxd_storage_volume, lxd_instance_device) or 1 (lxd_container, lxd_volume; the API rollyourown used). See the README's \"LXD provider 1.x or 3.x\"."},"address":{"type":"string","pattern":"^(unix://.*|https://.+)$","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"type":"string","description":"Client certificate file for an https remote (provider 3.x; 1.x reads client.crt from the lxc configuration directory)."},"client_key_file":{"type":"string","description":"Client key file for an https remote (provider 3.x; 1.x reads client.key from the lxc configuration directory)."},"project":{"type":"string","default":"default","description":"LXD project. Provider 1.x supports only \"default\"."},"storage_pool":{"type":"string","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"type":"string"},"default":["default"],"description":"Profiles every container gets."},"target":{"type":"string","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://","description":"Simplestreams server for stock images (provider 3.x; with 1.x, stock images come from the `images` remote of the lxc client configuration)."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port (greater than min_port)."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z][a-z0-9-]*[a-z0-9]$","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/-]+$","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"type":"string","format":"email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"type":"string","minLength":1},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"type":"string","minLength":1},"url":{"type":"string","pattern":"^https://\\S+$"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","description":"A lower-case DNS name without a trailing dot."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."},"image":{"type":"string","minLength":1,"description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$"},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","description":"sha256 of the release tarball."},"url":{"type":"string","pattern":"^(https|file)://\\S+$","description":"Download URL of the release tarball."},"image":{"$ref":"#/definitions/image"}}}}};
 const schema13 = {"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."};
 const schema14 = {"type":"string","minLength":1,"description":"Pre-built LXD image with the software installed; cloud-init then works offline."};
 const schema17 = {"type":"integer","minimum":1,"maximum":65535};
@@ -575,11 +575,10 @@ vErrors.push(err24);
 errors++;
 }
 }
-if(data9.address !== undefined){
-let data10 = data9.address;
-if(typeof data10 === "string"){
-if(!pattern5.test(data10)){
-const err25 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/pattern",keyword:"pattern",params:{pattern: "^(unix://.*|https://.+)$"},message:"must match pattern \""+"^(unix://.*|https://.+)$"+"\""};
+if(data9.provider !== undefined){
+let data10 = data9.provider;
+if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
+const err25 = {instancePath:instancePath+"/host/lxd/provider",schemaPath:"#/properties/host/properties/lxd/properties/provider/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -588,9 +587,8 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-else {
-const err26 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!((data10 === 3) || (data10 === 1))){
+const err26 = {instancePath:instancePath+"/host/lxd/provider",schemaPath:"#/properties/host/properties/lxd/properties/provider/enum",keyword:"enum",params:{allowedValues: schema11.properties.host.properties.lxd.properties.provider.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -600,11 +598,11 @@ vErrors.push(err26);
 errors++;
 }
 }
-if(data9.remote_name !== undefined){
-let data11 = data9.remote_name;
+if(data9.address !== undefined){
+let data11 = data9.address;
 if(typeof data11 === "string"){
-if(!pattern6.test(data11)){
-const err27 = {instancePath:instancePath+"/host/lxd/remote_name",schemaPath:"#/properties/host/properties/lxd/properties/remote_name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9-]+$"},message:"must match pattern \""+"^[A-Za-z0-9-]+$"+"\""};
+if(!pattern5.test(data11)){
+const err27 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/pattern",keyword:"pattern",params:{pattern: "^(unix://.*|https://.+)$"},message:"must match pattern \""+"^(unix://.*|https://.+)$"+"\""};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -615,7 +613,7 @@ errors++;
 }
 }
 else {
-const err28 = {instancePath:instancePath+"/host/lxd/remote_name",schemaPath:"#/properties/host/properties/lxd/properties/remote_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err28 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -625,9 +623,11 @@ vErrors.push(err28);
 errors++;
 }
 }
-if(data9.client_certificate_file !== undefined){
-if(typeof data9.client_certificate_file !== "string"){
-const err29 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/properties/host/properties/lxd/properties/client_certificate_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.remote_name !== undefined){
+let data12 = data9.remote_name;
+if(typeof data12 === "string"){
+if(!pattern6.test(data12)){
+const err29 = {instancePath:instancePath+"/host/lxd/remote_name",schemaPath:"#/properties/host/properties/lxd/properties/remote_name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9-]+$"},message:"must match pattern \""+"^[A-Za-z0-9-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -637,9 +637,8 @@ vErrors.push(err29);
 errors++;
 }
 }
-if(data9.client_key_file !== undefined){
-if(typeof data9.client_key_file !== "string"){
-const err30 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/properties/host/properties/lxd/properties/client_key_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err30 = {instancePath:instancePath+"/host/lxd/remote_name",schemaPath:"#/properties/host/properties/lxd/properties/remote_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -649,9 +648,9 @@ vErrors.push(err30);
 errors++;
 }
 }
-if(data9.project !== undefined){
-if(typeof data9.project !== "string"){
-const err31 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/properties/host/properties/lxd/properties/project/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.client_certificate_file !== undefined){
+if(typeof data9.client_certificate_file !== "string"){
+const err31 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/properties/host/properties/lxd/properties/client_certificate_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -661,9 +660,9 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data9.storage_pool !== undefined){
-if(typeof data9.storage_pool !== "string"){
-const err32 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/properties/host/properties/lxd/properties/storage_pool/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.client_key_file !== undefined){
+if(typeof data9.client_key_file !== "string"){
+const err32 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/properties/host/properties/lxd/properties/client_key_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -673,13 +672,9 @@ vErrors.push(err32);
 errors++;
 }
 }
-if(data9.profiles !== undefined){
-let data16 = data9.profiles;
-if(Array.isArray(data16)){
-const len0 = data16.length;
-for(let i0=0; i0<len0; i0++){
-if(typeof data16[i0] !== "string"){
-const err33 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/properties/host/properties/lxd/properties/profiles/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.project !== undefined){
+if(typeof data9.project !== "string"){
+const err33 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/properties/host/properties/lxd/properties/project/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -689,9 +684,9 @@ vErrors.push(err33);
 errors++;
 }
 }
-}
-else {
-const err34 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data9.storage_pool !== undefined){
+if(typeof data9.storage_pool !== "string"){
+const err34 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/properties/host/properties/lxd/properties/storage_pool/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -701,9 +696,13 @@ vErrors.push(err34);
 errors++;
 }
 }
-if(data9.target !== undefined){
-if(typeof data9.target !== "string"){
-const err35 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/properties/host/properties/lxd/properties/target/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.profiles !== undefined){
+let data17 = data9.profiles;
+if(Array.isArray(data17)){
+const len0 = data17.length;
+for(let i0=0; i0<len0; i0++){
+if(typeof data17[i0] !== "string"){
+const err35 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/properties/host/properties/lxd/properties/profiles/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -713,11 +712,9 @@ vErrors.push(err35);
 errors++;
 }
 }
-if(data9.image_server !== undefined){
-let data19 = data9.image_server;
-if(typeof data19 === "string"){
-if(!pattern7.test(data19)){
-const err36 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://"},message:"must match pattern \""+"^https://"+"\""};
+}
+else {
+const err36 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -727,8 +724,9 @@ vErrors.push(err36);
 errors++;
 }
 }
-else {
-const err37 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.target !== undefined){
+if(typeof data9.target !== "string"){
+const err37 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/properties/host/properties/lxd/properties/target/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -738,9 +736,11 @@ vErrors.push(err37);
 errors++;
 }
 }
-}
-else {
-const err38 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data9.image_server !== undefined){
+let data20 = data9.image_server;
+if(typeof data20 === "string"){
+if(!pattern7.test(data20)){
+const err38 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://"},message:"must match pattern \""+"^https://"+"\""};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -750,12 +750,8 @@ vErrors.push(err38);
 errors++;
 }
 }
-if(data0.consul !== undefined){
-let data20 = data0.consul;
-if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
-for(const key3 in data20){
-if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
-const err39 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+else {
+const err39 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -765,11 +761,9 @@ vErrors.push(err39);
 errors++;
 }
 }
-if(data20.address !== undefined){
-let data21 = data20.address;
-if(typeof data21 === "string"){
-if(!pattern8.test(data21)){
-const err40 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
+}
+else {
+const err40 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -779,8 +773,12 @@ vErrors.push(err40);
 errors++;
 }
 }
-else {
-const err41 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data0.consul !== undefined){
+let data21 = data0.consul;
+if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
+for(const key3 in data21){
+if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
+const err41 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -790,11 +788,11 @@ vErrors.push(err41);
 errors++;
 }
 }
-if(data20.datacenter !== undefined){
-let data22 = data20.datacenter;
+if(data21.address !== undefined){
+let data22 = data21.address;
 if(typeof data22 === "string"){
-if(!pattern9.test(data22)){
-const err42 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
+if(!pattern8.test(data22)){
+const err42 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -805,7 +803,7 @@ errors++;
 }
 }
 else {
-const err43 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err43 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -815,11 +813,11 @@ vErrors.push(err43);
 errors++;
 }
 }
-if(data20.dns_domain !== undefined){
-let data23 = data20.dns_domain;
+if(data21.datacenter !== undefined){
+let data23 = data21.datacenter;
 if(typeof data23 === "string"){
-if(!pattern10.test(data23)){
-const err44 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
+if(!pattern9.test(data23)){
+const err44 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -830,7 +828,7 @@ errors++;
 }
 }
 else {
-const err45 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err45 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -840,9 +838,11 @@ vErrors.push(err45);
 errors++;
 }
 }
-}
-else {
-const err46 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data21.dns_domain !== undefined){
+let data24 = data21.dns_domain;
+if(typeof data24 === "string"){
+if(!pattern10.test(data24)){
+const err46 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -852,9 +852,8 @@ vErrors.push(err46);
 errors++;
 }
 }
-}
 else {
-const err47 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err47 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -864,12 +863,9 @@ vErrors.push(err47);
 errors++;
 }
 }
-if(data.modules !== undefined){
-let data24 = data.modules;
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-for(const key4 in data24){
-if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
-const err48 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+}
+else {
+const err48 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -879,9 +875,9 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data24.deploy !== undefined){
-if(typeof data24.deploy !== "boolean"){
-const err49 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+else {
+const err49 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -891,30 +887,12 @@ vErrors.push(err49);
 errors++;
 }
 }
-if(data24.ingress_proxy !== undefined){
-if(!(validate11(data24.ingress_proxy, {instancePath:instancePath+"/modules/ingress_proxy",parentData:data24,parentDataProperty:"ingress_proxy",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data24.postgres !== undefined){
-if(!(validate11(data24.postgres, {instancePath:instancePath+"/modules/postgres",parentData:data24,parentDataProperty:"postgres",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data24.wellknown !== undefined){
-if(!(validate11(data24.wellknown, {instancePath:instancePath+"/modules/wellknown",parentData:data24,parentDataProperty:"wellknown",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data24.coturn !== undefined){
-let data29 = data24.coturn;
-if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
-for(const key5 in data29){
-if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
-const err50 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(data.modules !== undefined){
+let data25 = data.modules;
+if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
+for(const key4 in data25){
+if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
+const err50 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -924,10 +902,9 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data29.host_part !== undefined){
-let data30 = data29.host_part;
-if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-const err51 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data25.deploy !== undefined){
+if(typeof data25.deploy !== "boolean"){
+const err51 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -936,9 +913,31 @@ vErrors.push(err51);
 }
 errors++;
 }
-if((typeof data30 == "number") && (isFinite(data30))){
-if(data30 > 254 || isNaN(data30)){
-const err52 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data25.ingress_proxy !== undefined){
+if(!(validate11(data25.ingress_proxy, {instancePath:instancePath+"/modules/ingress_proxy",parentData:data25,parentDataProperty:"ingress_proxy",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data25.postgres !== undefined){
+if(!(validate11(data25.postgres, {instancePath:instancePath+"/modules/postgres",parentData:data25,parentDataProperty:"postgres",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data25.wellknown !== undefined){
+if(!(validate11(data25.wellknown, {instancePath:instancePath+"/modules/wellknown",parentData:data25,parentDataProperty:"wellknown",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data25.coturn !== undefined){
+let data30 = data25.coturn;
+if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
+for(const key5 in data30){
+if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
+const err52 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -947,8 +946,11 @@ vErrors.push(err52);
 }
 errors++;
 }
-if(data30 < 2 || isNaN(data30)){
-const err53 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+if(data30.host_part !== undefined){
+let data31 = data30.host_part;
+if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
+const err53 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -957,13 +959,9 @@ vErrors.push(err53);
 }
 errors++;
 }
-}
-}
-if(data29.image !== undefined){
-let data31 = data29.image;
-if(typeof data31 === "string"){
-if(func3(data31) < 1){
-const err54 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if((typeof data31 == "number") && (isFinite(data31))){
+if(data31 > 254 || isNaN(data31)){
+const err54 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -972,9 +970,8 @@ vErrors.push(err54);
 }
 errors++;
 }
-}
-else {
-const err55 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data31 < 2 || isNaN(data31)){
+const err55 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -984,10 +981,12 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data29.listening_port !== undefined){
-let data32 = data29.listening_port;
-if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-const err56 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data30.image !== undefined){
+let data32 = data30.image;
+if(typeof data32 === "string"){
+if(func3(data32) < 1){
+const err56 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -996,9 +995,9 @@ vErrors.push(err56);
 }
 errors++;
 }
-if((typeof data32 == "number") && (isFinite(data32))){
-if(data32 > 65535 || isNaN(data32)){
-const err57 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err57 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -1007,8 +1006,11 @@ vErrors.push(err57);
 }
 errors++;
 }
-if(data32 < 1 || isNaN(data32)){
-const err58 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data30.listening_port !== undefined){
+let data33 = data30.listening_port;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err58 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1017,12 +1019,9 @@ vErrors.push(err58);
 }
 errors++;
 }
-}
-}
-if(data29.tls_listening_port !== undefined){
-let data33 = data29.tls_listening_port;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err59 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 65535 || isNaN(data33)){
+const err59 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1031,9 +1030,8 @@ vErrors.push(err59);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err60 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data33 < 1 || isNaN(data33)){
+const err60 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1042,8 +1040,12 @@ vErrors.push(err60);
 }
 errors++;
 }
-if(data33 < 1 || isNaN(data33)){
-const err61 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data30.tls_listening_port !== undefined){
+let data34 = data30.tls_listening_port;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err61 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1052,12 +1054,9 @@ vErrors.push(err61);
 }
 errors++;
 }
-}
-}
-if(data29.min_port !== undefined){
-let data34 = data29.min_port;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err62 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err62 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1066,9 +1065,8 @@ vErrors.push(err62);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 65535 || isNaN(data34)){
-const err63 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data34 < 1 || isNaN(data34)){
+const err63 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1077,8 +1075,12 @@ vErrors.push(err63);
 }
 errors++;
 }
-if(data34 < 1 || isNaN(data34)){
-const err64 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data30.min_port !== undefined){
+let data35 = data30.min_port;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err64 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1087,12 +1089,9 @@ vErrors.push(err64);
 }
 errors++;
 }
-}
-}
-if(data29.max_port !== undefined){
-let data35 = data29.max_port;
-if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
-const err65 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 65535 || isNaN(data35)){
+const err65 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1101,9 +1100,8 @@ vErrors.push(err65);
 }
 errors++;
 }
-if((typeof data35 == "number") && (isFinite(data35))){
-if(data35 > 65535 || isNaN(data35)){
-const err66 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data35 < 1 || isNaN(data35)){
+const err66 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1112,8 +1110,12 @@ vErrors.push(err66);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err67 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data30.max_port !== undefined){
+let data36 = data30.max_port;
+if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
+const err67 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1122,11 +1124,9 @@ vErrors.push(err67);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err68 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data36 == "number") && (isFinite(data36))){
+if(data36 > 65535 || isNaN(data36)){
+const err68 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1135,10 +1135,8 @@ vErrors.push(err68);
 }
 errors++;
 }
-}
-}
-else {
-const err69 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data36 < 1 || isNaN(data36)){
+const err69 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1148,11 +1146,10 @@ vErrors.push(err69);
 errors++;
 }
 }
-if(data.project !== undefined){
-let data36 = data.project;
-if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
-if(data36.id === undefined){
-const err70 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
+}
+}
+else {
+const err70 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1161,8 +1158,10 @@ vErrors.push(err70);
 }
 errors++;
 }
-if(data36.domain === undefined){
-const err71 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
+}
+}
+else {
+const err71 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1171,8 +1170,12 @@ vErrors.push(err71);
 }
 errors++;
 }
-if(data36.turn_domain === undefined){
-const err72 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
+}
+if(data.project !== undefined){
+let data37 = data.project;
+if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
+if(data37.id === undefined){
+const err72 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1181,8 +1184,8 @@ vErrors.push(err72);
 }
 errors++;
 }
-if(data36.admin === undefined){
-const err73 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
+if(data37.domain === undefined){
+const err73 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1191,9 +1194,8 @@ vErrors.push(err73);
 }
 errors++;
 }
-for(const key6 in data36){
-if(!(func2.call(schema11.properties.project.properties, key6))){
-const err74 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(data37.turn_domain === undefined){
+const err74 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1202,12 +1204,8 @@ vErrors.push(err74);
 }
 errors++;
 }
-}
-if(data36.id !== undefined){
-let data37 = data36.id;
-if(typeof data37 === "string"){
-if(func3(data37) > 15){
-const err75 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
+if(data37.admin === undefined){
+const err75 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1216,8 +1214,9 @@ vErrors.push(err75);
 }
 errors++;
 }
-if(!pattern11.test(data37)){
-const err76 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z][a-z0-9-]*[a-z0-9]$"},message:"must match pattern \""+"^[a-z][a-z0-9-]*[a-z0-9]$"+"\""};
+for(const key6 in data37){
+if(!(func2.call(schema11.properties.project.properties, key6))){
+const err76 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1227,8 +1226,11 @@ vErrors.push(err76);
 errors++;
 }
 }
-else {
-const err77 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.id !== undefined){
+let data38 = data37.id;
+if(typeof data38 === "string"){
+if(func3(data38) > 15){
+const err77 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1237,12 +1239,8 @@ vErrors.push(err77);
 }
 errors++;
 }
-}
-if(data36.domain !== undefined){
-let data38 = data36.domain;
-if(typeof data38 === "string"){
-if(func3(data38) > 253){
-const err78 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(!pattern11.test(data38)){
+const err78 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z][a-z0-9-]*[a-z0-9]$"},message:"must match pattern \""+"^[a-z][a-z0-9-]*[a-z0-9]$"+"\""};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1251,8 +1249,9 @@ vErrors.push(err78);
 }
 errors++;
 }
-if(!pattern12.test(data38)){
-const err79 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+else {
+const err79 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1262,8 +1261,11 @@ vErrors.push(err79);
 errors++;
 }
 }
-else {
-const err80 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.domain !== undefined){
+let data39 = data37.domain;
+if(typeof data39 === "string"){
+if(func3(data39) > 253){
+const err80 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1272,12 +1274,8 @@ vErrors.push(err80);
 }
 errors++;
 }
-}
-if(data36.turn_domain !== undefined){
-let data39 = data36.turn_domain;
-if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err81 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(!pattern12.test(data39)){
+const err81 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1286,8 +1284,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-if(!pattern12.test(data39)){
-const err82 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+else {
+const err82 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1297,8 +1296,11 @@ vErrors.push(err82);
 errors++;
 }
 }
-else {
-const err83 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.turn_domain !== undefined){
+let data40 = data37.turn_domain;
+if(typeof data40 === "string"){
+if(func3(data40) > 253){
+const err83 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1307,12 +1309,8 @@ vErrors.push(err83);
 }
 errors++;
 }
-}
-if(data36.admin !== undefined){
-let data40 = data36.admin;
-if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
-if(data40.username === undefined){
-const err84 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
+if(!pattern12.test(data40)){
+const err84 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1321,8 +1319,9 @@ vErrors.push(err84);
 }
 errors++;
 }
-if(data40.email === undefined){
-const err85 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
+}
+else {
+const err85 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1331,9 +1330,12 @@ vErrors.push(err85);
 }
 errors++;
 }
-for(const key7 in data40){
-if(!((key7 === "username") || (key7 === "email"))){
-const err86 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+if(data37.admin !== undefined){
+let data41 = data37.admin;
+if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
+if(data41.username === undefined){
+const err86 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1342,12 +1344,8 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-if(data40.username !== undefined){
-let data41 = data40.username;
-if(typeof data41 === "string"){
-if(func3(data41) > 64){
-const err87 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
+if(data41.email === undefined){
+const err87 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1356,8 +1354,9 @@ vErrors.push(err87);
 }
 errors++;
 }
-if(!pattern14.test(data41)){
-const err88 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/-]+$"},message:"must match pattern \""+"^[a-z0-9._=/-]+$"+"\""};
+for(const key7 in data41){
+if(!((key7 === "username") || (key7 === "email"))){
+const err88 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1367,8 +1366,11 @@ vErrors.push(err88);
 errors++;
 }
 }
-else {
-const err89 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data41.username !== undefined){
+let data42 = data41.username;
+if(typeof data42 === "string"){
+if(func3(data42) > 64){
+const err89 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1377,12 +1379,8 @@ vErrors.push(err89);
 }
 errors++;
 }
-}
-if(data40.email !== undefined){
-let data42 = data40.email;
-if(typeof data42 === "string"){
-if(!(formats6.test(data42))){
-const err90 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/format",keyword:"format",params:{format: "email"},message:"must match format \""+"email"+"\""};
+if(!pattern14.test(data42)){
+const err90 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/-]+$"},message:"must match pattern \""+"^[a-z0-9._=/-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1393,7 +1391,7 @@ errors++;
 }
 }
 else {
-const err91 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err91 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1403,9 +1401,11 @@ vErrors.push(err91);
 errors++;
 }
 }
-}
-else {
-const err92 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data41.email !== undefined){
+let data43 = data41.email;
+if(typeof data43 === "string"){
+if(!(formats6.test(data43))){
+const err92 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/format",keyword:"format",params:{format: "email"},message:"must match format \""+"email"+"\""};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1415,11 +1415,8 @@ vErrors.push(err92);
 errors++;
 }
 }
-if(data36.smtp !== undefined){
-let data43 = data36.smtp;
-if(data43 && typeof data43 == "object" && !Array.isArray(data43)){
-if(data43.host === undefined){
-const err93 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+else {
+const err93 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1428,8 +1425,10 @@ vErrors.push(err93);
 }
 errors++;
 }
-if(data43.port === undefined){
-const err94 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+}
+else {
+const err94 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1438,9 +1437,12 @@ vErrors.push(err94);
 }
 errors++;
 }
-for(const key8 in data43){
-if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
-const err95 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+if(data37.smtp !== undefined){
+let data44 = data37.smtp;
+if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
+if(data44.host === undefined){
+const err95 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1449,12 +1451,8 @@ vErrors.push(err95);
 }
 errors++;
 }
-}
-if(data43.host !== undefined){
-let data44 = data43.host;
-if(typeof data44 === "string"){
-if(func3(data44) > 253){
-const err96 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data44.port === undefined){
+const err96 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1463,8 +1461,9 @@ vErrors.push(err96);
 }
 errors++;
 }
-if(!pattern12.test(data44)){
-const err97 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+for(const key8 in data44){
+if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
+const err97 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1474,8 +1473,11 @@ vErrors.push(err97);
 errors++;
 }
 }
-else {
-const err98 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data44.host !== undefined){
+let data45 = data44.host;
+if(typeof data45 === "string"){
+if(func3(data45) > 253){
+const err98 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1484,11 +1486,8 @@ vErrors.push(err98);
 }
 errors++;
 }
-}
-if(data43.port !== undefined){
-let data45 = data43.port;
-if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
-const err99 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(!pattern12.test(data45)){
+const err99 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1497,9 +1496,9 @@ vErrors.push(err99);
 }
 errors++;
 }
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 > 65535 || isNaN(data45)){
-const err100 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err100 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1508,8 +1507,11 @@ vErrors.push(err100);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err101 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data44.port !== undefined){
+let data46 = data44.port;
+if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
+const err101 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1518,13 +1520,9 @@ vErrors.push(err101);
 }
 errors++;
 }
-}
-}
-if(data43.username !== undefined){
-let data46 = data43.username;
-if(typeof data46 === "string"){
-if(func3(data46) < 1){
-const err102 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 > 65535 || isNaN(data46)){
+const err102 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1533,9 +1531,8 @@ vErrors.push(err102);
 }
 errors++;
 }
-}
-else {
-const err103 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data46 < 1 || isNaN(data46)){
+const err103 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1545,9 +1542,12 @@ vErrors.push(err103);
 errors++;
 }
 }
-if(data43.starttls !== undefined){
-if(typeof data43.starttls !== "boolean"){
-const err104 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+if(data44.username !== undefined){
+let data47 = data44.username;
+if(typeof data47 === "string"){
+if(func3(data47) < 1){
+const err104 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1557,9 +1557,8 @@ vErrors.push(err104);
 errors++;
 }
 }
-if(data43.ssl !== undefined){
-if(typeof data43.ssl !== "boolean"){
-const err105 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err105 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1569,9 +1568,9 @@ vErrors.push(err105);
 errors++;
 }
 }
-if(data43.from !== undefined){
-if(typeof data43.from !== "string"){
-const err106 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data44.starttls !== undefined){
+if(typeof data44.starttls !== "boolean"){
+const err106 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1581,9 +1580,9 @@ vErrors.push(err106);
 errors++;
 }
 }
-}
-else {
-const err107 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data44.ssl !== undefined){
+if(typeof data44.ssl !== "boolean"){
+const err107 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1593,11 +1592,9 @@ vErrors.push(err107);
 errors++;
 }
 }
-if(data36.default_country_code !== undefined){
-let data50 = data36.default_country_code;
-if(typeof data50 === "string"){
-if(!pattern16.test(data50)){
-const err108 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
+if(data44.from !== undefined){
+if(typeof data44.from !== "string"){
+const err108 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1607,8 +1604,9 @@ vErrors.push(err108);
 errors++;
 }
 }
+}
 else {
-const err109 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err109 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1618,11 +1616,11 @@ vErrors.push(err109);
 errors++;
 }
 }
-if(data36.room_complexity !== undefined){
-let data51 = data36.room_complexity;
-if((typeof data51 == "number") && (isFinite(data51))){
-if(data51 <= 0 || isNaN(data51)){
-const err110 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data37.default_country_code !== undefined){
+let data51 = data37.default_country_code;
+if(typeof data51 === "string"){
+if(!pattern16.test(data51)){
+const err110 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1633,7 +1631,7 @@ errors++;
 }
 }
 else {
-const err111 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err111 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1643,9 +1641,11 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data36.allow_public_rooms_without_auth !== undefined){
-if(typeof data36.allow_public_rooms_without_auth !== "boolean"){
-const err112 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data37.room_complexity !== undefined){
+let data52 = data37.room_complexity;
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 <= 0 || isNaN(data52)){
+const err112 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1655,9 +1655,8 @@ vErrors.push(err112);
 errors++;
 }
 }
-if(data36.allow_public_rooms_over_federation !== undefined){
-if(typeof data36.allow_public_rooms_over_federation !== "boolean"){
-const err113 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err113 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1667,15 +1666,9 @@ vErrors.push(err113);
 errors++;
 }
 }
-if(data36.element_footer_links !== undefined){
-let data54 = data36.element_footer_links;
-if(Array.isArray(data54)){
-const len1 = data54.length;
-for(let i1=0; i1<len1; i1++){
-let data55 = data54[i1];
-if(data55 && typeof data55 == "object" && !Array.isArray(data55)){
-if(data55.text === undefined){
-const err114 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
+if(data37.allow_public_rooms_without_auth !== undefined){
+if(typeof data37.allow_public_rooms_without_auth !== "boolean"){
+const err114 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1684,8 +1677,10 @@ vErrors.push(err114);
 }
 errors++;
 }
-if(data55.url === undefined){
-const err115 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
+}
+if(data37.allow_public_rooms_over_federation !== undefined){
+if(typeof data37.allow_public_rooms_over_federation !== "boolean"){
+const err115 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1694,9 +1689,16 @@ vErrors.push(err115);
 }
 errors++;
 }
-for(const key9 in data55){
-if(!((key9 === "text") || (key9 === "url"))){
-const err116 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+if(data37.element_footer_links !== undefined){
+let data55 = data37.element_footer_links;
+if(Array.isArray(data55)){
+const len1 = data55.length;
+for(let i1=0; i1<len1; i1++){
+let data56 = data55[i1];
+if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
+if(data56.text === undefined){
+const err116 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1705,12 +1707,8 @@ vErrors.push(err116);
 }
 errors++;
 }
-}
-if(data55.text !== undefined){
-let data56 = data55.text;
-if(typeof data56 === "string"){
-if(func3(data56) < 1){
-const err117 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data56.url === undefined){
+const err117 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1719,9 +1717,9 @@ vErrors.push(err117);
 }
 errors++;
 }
-}
-else {
-const err118 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key9 in data56){
+if(!((key9 === "text") || (key9 === "url"))){
+const err118 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1731,11 +1729,11 @@ vErrors.push(err118);
 errors++;
 }
 }
-if(data55.url !== undefined){
-let data57 = data55.url;
+if(data56.text !== undefined){
+let data57 = data56.text;
 if(typeof data57 === "string"){
-if(!pattern17.test(data57)){
-const err119 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://\\S+$"},message:"must match pattern \""+"^https://\\S+$"+"\""};
+if(func3(data57) < 1){
+const err119 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1746,7 +1744,7 @@ errors++;
 }
 }
 else {
-const err120 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err120 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1756,9 +1754,11 @@ vErrors.push(err120);
 errors++;
 }
 }
-}
-else {
-const err121 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data56.url !== undefined){
+let data58 = data56.url;
+if(typeof data58 === "string"){
+if(!pattern17.test(data58)){
+const err121 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://\\S+$"},message:"must match pattern \""+"^https://\\S+$"+"\""};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1768,9 +1768,8 @@ vErrors.push(err121);
 errors++;
 }
 }
-}
 else {
-const err122 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err122 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1780,12 +1779,9 @@ vErrors.push(err122);
 errors++;
 }
 }
-if(data36.host_parts !== undefined){
-let data58 = data36.host_parts;
-if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
-for(const key10 in data58){
-if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
-const err123 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+}
+else {
+const err123 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1795,10 +1791,9 @@ vErrors.push(err123);
 errors++;
 }
 }
-if(data58.synapse !== undefined){
-let data59 = data58.synapse;
-if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
-const err124 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err124 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1807,9 +1802,13 @@ vErrors.push(err124);
 }
 errors++;
 }
-if((typeof data59 == "number") && (isFinite(data59))){
-if(data59 > 254 || isNaN(data59)){
-const err125 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data37.host_parts !== undefined){
+let data59 = data37.host_parts;
+if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
+for(const key10 in data59){
+if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
+const err125 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1818,8 +1817,11 @@ vErrors.push(err125);
 }
 errors++;
 }
-if(data59 < 2 || isNaN(data59)){
-const err126 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+if(data59.synapse !== undefined){
+let data60 = data59.synapse;
+if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
+const err126 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1828,12 +1830,9 @@ vErrors.push(err126);
 }
 errors++;
 }
-}
-}
-if(data58.element !== undefined){
-let data60 = data58.element;
-if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
-const err127 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data60 == "number") && (isFinite(data60))){
+if(data60 > 254 || isNaN(data60)){
+const err127 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1842,9 +1841,8 @@ vErrors.push(err127);
 }
 errors++;
 }
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 > 254 || isNaN(data60)){
-const err128 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+if(data60 < 2 || isNaN(data60)){
+const err128 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1853,8 +1851,12 @@ vErrors.push(err128);
 }
 errors++;
 }
-if(data60 < 2 || isNaN(data60)){
-const err129 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+}
+if(data59.element !== undefined){
+let data61 = data59.element;
+if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
+const err129 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1863,12 +1865,9 @@ vErrors.push(err129);
 }
 errors++;
 }
-}
-}
-if(data58.synapse_admin !== undefined){
-let data61 = data58.synapse_admin;
-if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
-const err130 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 > 254 || isNaN(data61)){
+const err130 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1877,9 +1876,8 @@ vErrors.push(err130);
 }
 errors++;
 }
-if((typeof data61 == "number") && (isFinite(data61))){
-if(data61 > 254 || isNaN(data61)){
-const err131 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+if(data61 < 2 || isNaN(data61)){
+const err131 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1888,8 +1886,12 @@ vErrors.push(err131);
 }
 errors++;
 }
-if(data61 < 2 || isNaN(data61)){
-const err132 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+}
+if(data59.synapse_admin !== undefined){
+let data62 = data59.synapse_admin;
+if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
+const err132 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1898,11 +1900,9 @@ vErrors.push(err132);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err133 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data62 == "number") && (isFinite(data62))){
+if(data62 > 254 || isNaN(data62)){
+const err133 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1911,13 +1911,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-}
-if(data36.synapse !== undefined){
-let data62 = data36.synapse;
-if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
-for(const key11 in data62){
-if(!((key11 === "version") || (key11 === "image"))){
-const err134 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+if(data62 < 2 || isNaN(data62)){
+const err134 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1927,11 +1922,10 @@ vErrors.push(err134);
 errors++;
 }
 }
-if(data62.version !== undefined){
-let data63 = data62.version;
-if(typeof data63 === "string"){
-if(!pattern18.test(data63)){
-const err135 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
+}
+}
+else {
+const err135 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1941,8 +1935,12 @@ vErrors.push(err135);
 errors++;
 }
 }
-else {
-const err136 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.synapse !== undefined){
+let data63 = data37.synapse;
+if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
+for(const key11 in data63){
+if(!((key11 === "version") || (key11 === "image"))){
+const err136 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1952,11 +1950,11 @@ vErrors.push(err136);
 errors++;
 }
 }
-if(data62.image !== undefined){
-let data64 = data62.image;
+if(data63.version !== undefined){
+let data64 = data63.version;
 if(typeof data64 === "string"){
-if(func3(data64) < 1){
-const err137 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern18.test(data64)){
+const err137 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1967,7 +1965,7 @@ errors++;
 }
 }
 else {
-const err138 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err138 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1977,9 +1975,11 @@ vErrors.push(err138);
 errors++;
 }
 }
-}
-else {
-const err139 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data63.image !== undefined){
+let data65 = data63.image;
+if(typeof data65 === "string"){
+if(func3(data65) < 1){
+const err139 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1989,21 +1989,8 @@ vErrors.push(err139);
 errors++;
 }
 }
-if(data36.element !== undefined){
-if(!(validate15(data36.element, {instancePath:instancePath+"/project/element",parentData:data36,parentDataProperty:"element",rootData}))){
-vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
-errors = vErrors.length;
-}
-}
-if(data36.synapse_admin !== undefined){
-if(!(validate15(data36.synapse_admin, {instancePath:instancePath+"/project/synapse_admin",parentData:data36,parentDataProperty:"synapse_admin",rootData}))){
-vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
-errors = vErrors.length;
-}
-}
-}
 else {
-const err140 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err140 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -2015,12 +2002,48 @@ errors++;
 }
 }
 else {
-const err141 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err141 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err141];
 }
 else {
 vErrors.push(err141);
+}
+errors++;
+}
+}
+if(data37.element !== undefined){
+if(!(validate15(data37.element, {instancePath:instancePath+"/project/element",parentData:data37,parentDataProperty:"element",rootData}))){
+vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
+errors = vErrors.length;
+}
+}
+if(data37.synapse_admin !== undefined){
+if(!(validate15(data37.synapse_admin, {instancePath:instancePath+"/project/synapse_admin",parentData:data37,parentDataProperty:"synapse_admin",rootData}))){
+vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err142 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err142];
+}
+else {
+vErrors.push(err142);
+}
+errors++;
+}
+}
+}
+else {
+const err143 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err143];
+}
+else {
+vErrors.push(err143);
 }
 errors++;
 }

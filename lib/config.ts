@@ -10,6 +10,7 @@ import * as path from "path";
 import type { ErrorObject, ValidateFunction } from "ajv";
 import { parseDocument } from "yaml";
 import { Problems, ValidationError } from "./problems";
+import { lxdProviderProblems } from "./host";
 import { CONFIG_VALIDATOR_DIGEST, validateConfig } from "./config-validator.generated";
 import schema from "../schema/matrix-config.schema.json";
 
@@ -24,6 +25,7 @@ export interface RawConfig {
     public_ipv6?: string;
     network_name?: string;
     lxd?: {
+      provider?: 1 | 3;
       address?: string;
       remote_name?: string;
       client_certificate_file?: string;
@@ -249,6 +251,22 @@ export function passwordPolicyProblems(password: string): string[] {
 function crossFieldChecks(config: RawConfig, problems: Problems, env: Environment): void {
   const { host, project } = config;
   const coturn = config.modules?.coturn ?? {};
+  if (host.lxd) {
+    const yamlNames = {
+      provider: "provider",
+      project: "project",
+      clientCertificateFile: "client_certificate_file",
+      clientKeyFile: "client_key_file",
+      serverCertificateFingerprint: "server_certificate_fingerprint",
+      imageServer: "image_server",
+    };
+    const lxd = host.lxd;
+    lxdProviderProblems(
+      { provider: lxd.provider, project: lxd.project, clientCertificateFile: lxd.client_certificate_file, clientKeyFile: lxd.client_key_file, imageServer: lxd.image_server },
+      problems,
+      (key) => `host.lxd.${yamlNames[key]}`,
+    );
+  }
   if (host.public_ipv6 !== undefined && host.ipv6_prefix === undefined) {
     problems.add("host.public_ipv6", "needs host.ipv6_prefix: a public IPv6 listener needs IPv6 on the container network");
   }

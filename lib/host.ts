@@ -16,7 +16,19 @@ export interface HostIpv6Props {
   readonly publicAddress?: string;
 }
 
+/** Major version of the `terraform-lxd/lxd` provider a stack is written for. */
+export type LxdProviderMajor = 1 | 3;
+
 export interface HostLxdProps {
+  /**
+   * Major version of the `terraform-lxd/lxd` provider: 3 (`lxd_instance`, `lxd_storage_volume`,
+   * `lxd_instance_device`) or 1 (`lxd_container`, `lxd_volume`, the API rollyourown used). Only
+   * constructs/core/lxd-dialect.ts looks at it. Provider 1.x supports only the "default" project,
+   * the `images` remote of the lxc client configuration and the client certificate in its
+   * configuration directory.
+   * @default 3
+   */
+  readonly provider?: LxdProviderMajor;
   /** Name of the LXD remote in the provider configuration. @default the host id */
   readonly remoteName?: string;
   /** Address of the LXD API (`unix://`, `unix:///path/unix.socket` or `https://host:8443`). @default "unix://" (the local daemon) */
@@ -94,7 +106,7 @@ export class Host {
   readonly publicIpv4: string;
   readonly externalIpv4: string;
   readonly publicIpv6?: string;
-  readonly lxd: Required<Pick<HostLxdProps, "remoteName" | "address" | "project" | "storagePool" | "profiles" | "imageServer">> &
+  readonly lxd: Required<Pick<HostLxdProps, "provider" | "remoteName" | "address" | "project" | "storagePool" | "profiles" | "imageServer">> &
     HostLxdProps;
   readonly consul: Required<HostConsulProps>;
   readonly addresses: AddressPlan;
@@ -114,6 +126,7 @@ export class Host {
     this.publicIpv6 = props.ipv6?.publicAddress;
     this.lxd = {
       ...props.lxd,
+      provider: props.lxd?.provider ?? 3,
       remoteName: props.lxd?.remoteName ?? props.hostId,
       address: props.lxd?.address ?? "unix://",
       project: props.lxd?.project ?? "default",
@@ -210,11 +223,49 @@ function validateHostProps(props: HostProps, problems: Problems): void {
   if (props.consul?.dnsPort !== undefined) {
     problems.check(isPort(props.consul.dnsPort), "host.consul.dnsPort", `must be an integer from 1 to 65535, got ${props.consul.dnsPort}`);
   }
+  if (props.lxd) {
+    lxdProviderProblems(props.lxd, problems, (key) => `host.lxd.${key}`);
+  }
   if (props.lxd?.address !== undefined) {
     problems.check(
       /^(unix:\/\/.*|https:\/\/[^/]+.*)$/.test(props.lxd.address),
       "host.lxd.address",
       `must start with unix:// or https://, got ${JSON.stringify(props.lxd.address)}`,
+    );
+  }
+}
+
+/**
+ * What the chosen LXD provider major cannot do with these settings. Shared by the host
+ * description and the configuration file (which names the fields its own way).
+ */
+export function lxdProviderProblems(
+  lxd: Pick<HostLxdProps, "provider" | "project" | "clientCertificateFile" | "clientKeyFile" | "serverCertificateFingerprint" | "imageServer">,
+  problems: Problems,
+  field: (key: "provider" | "project" | "clientCertificateFile" | "clientKeyFile" | "serverCertificateFingerprint" | "imageServer") => string,
+): void {
+  if (lxd.provider === undefined) return;
+  if (lxd.provider !== 1 && lxd.provider !== 3) {
+    problems.add(field("provider"), `must be 3 (terraform-lxd/lxd 3.x) or 1 (1.x), got ${JSON.stringify(lxd.provider)}`);
+    return;
+  }
+  if (lxd.provider !== 1) return;
+  const v1 = "LXD provider 1.x";
+  if (lxd.project !== undefined && lxd.project !== "default") {
+    problems.add(
+      field("project"),
+      `${v1} creates containers only in the "default" project (with a project set it refuses to launch local images: "The source server isn't listening on the network"); use provider 3 for the project ${JSON.stringify(lxd.project)}`,
+    );
+  }
+  for (const key of ["clientCertificateFile", "clientKeyFile", "serverCertificateFingerprint"] as const) {
+    if (lxd[key] !== undefined) {
+      problems.add(field(key), `${v1} has no such setting: it reads client.crt and client.key from the lxc client configuration directory (~/.config/lxc); remove it, or use provider 3`);
+    }
+  }
+  if (lxd.imageServer !== undefined) {
+    problems.add(
+      field("imageServer"),
+      `${v1} has no image server setting: stock images (images:debian/12/cloud) resolve through the lxc client configuration; add the server there with \`lxc remote add images <url> --protocol simplestreams\`, or use provider 3`,
     );
   }
 }

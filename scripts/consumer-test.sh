@@ -439,6 +439,10 @@ for typescript in "typescript@$ts_current_line" "typescript@^7"; do
     rm -rf "$app/cdktf.out"
     (cd "$app" && quiet "run-ts$major-$name" node "dist/$name.js")
     mv "$app/cdktf.out" "$app/out-$name" 2>/dev/null || true
+    node "$repo/scripts/check-provider-schemas.js" "$app/out-$name"/stacks/*/cdk.tf.json >"$work/schema-ts$major-$name.log" 2>&1 || {
+      cat "$work/schema-ts$major-$name.log" >&2
+      fail "TypeScript $major: $file synthesized a stack that does not conform to its provider schemas (above)"
+    }
     result=$(node "$work/check-stacks.js" "$app/out-$name" "$work/unpacked/package/versions.json" "$file") ||
       fail "TypeScript $major: $file (README.md line $(node -p "require('$readme_dir/examples.json').find((e) => e.file === '$file').line")) synthesized the wrong resources (above)"
     log "TypeScript $major: $file ok: $result"

@@ -1,50 +1,47 @@
 #!/usr/bin/env bash
-# Installs the toolchain the deploy tests need, with versions from versions.json:
+# Installs the toolchain the deploy tests need, with versions from versions.json, and checks
+# that Terraform can install the providers:
 #   1. a Terraform CLI: `terraform` on PATH if >= terraform.minimum, else OpenTofu
 #      (`go install …/cmd/tofu@<opentofuFallback>`) into the cache;
-#   2. the Terraform providers in versions.json `providers`, built with the Go
-#      toolchain from their Go modules (by commit: their v2+/v3 tags are not valid Go
-#      module versions), placed in a local filesystem mirror (unpacked layout, under
-#      registry.terraform.io/ and, for OpenTofu's short addresses, registry.opentofu.org/),
-#      plus a Terraform CLI configuration <cache>/terraformrc that installs providers from
-#      that mirror only;
-#   3. a Consul agent (Debian bullseye's `consul`, pinned so only it comes from bullseye);
-#   4. LXD (Debian's `lxd`, plus `iptables`). The daemon is not started or configured.
+#   2. a Consul agent (Debian bullseye's `consul`, pinned so only it comes from bullseye);
+#   3. LXD (Debian's `lxd`, plus `iptables`). The daemon is not started or configured.
+# Providers are not built or installed here: installing them is Terraform's job, from the
+# registry on a normal machine, or from a filesystem mirror that a Terraform CLI
+# configuration named by TF_CLI_CONFIG_FILE points at. This script only reports, per provider
+# version in versions.json, whether `terraform init` can install it.
 #
 # Usage:
-#   scripts/toolchain.sh [--allow-missing-providers]
+#   scripts/toolchain.sh                  the steps above, then the provider report
+#   scripts/toolchain.sh providers [--lxd-major 1|3|all]
+#       only checks that `terraform init` can install the providers (default: all); exits 3
+#       naming every one it cannot install. Scripts that need providers run this first.
+#   scripts/toolchain.sh schemas [--out DIR]
+#       dumps `providers schema -json` of every provider version in versions.json into DIR
+#       (default: <repo>/schemas) as <provider>-<version>.json; needs all of them installable.
 #   scripts/toolchain.sh test-tools
 #       only a Terraform CLI (its path in <cache>/terraform-cli), the Consul agent and
 #       consul-template (into <cache>/bin), which the unit tests use to validate
 #       provider-free Terraform and render consul-template templates for real; no providers.
-#   scripts/toolchain.sh schemas [--out DIR] [--allow-missing-providers]
-#       after the build, dumps `providers schema -json` split per provider into DIR
-#       (default: <repo>/schemas) as lxd.json, consul.json, random.json.
 #
 # Everything is cached outside the work tree, keyed by version, in
 #   ${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}
-# A second run only checks paths and takes seconds. apt-get update runs at most once,
-# and only when a Debian package must be installed.
+# (downloaded providers in <cache>/plugin-cache). A second run only checks paths and takes
+# seconds. apt-get update runs at most once, and only when a Debian package must be installed.
 #
 # At the end it prints, and writes to <cache>/toolchain.env (for `source`):
-#   export TF_CLI_CONFIG_FILE=<cache>/terraformrc
 #   export TERRAFORM_BINARY_NAME=terraform|tofu
 #   export MATRIX_LXD_TERRAFORM=<absolute path of that binary>
 #   export CHECKPOINT_DISABLE=1
 #   export MATRIX_LXD_CONSUL=<absolute path of consul>
-#   export MATRIX_LXD_MISSING_PROVIDERS="<names of providers that could not be built>"
+#   export TF_CLI_CONFIG_FILE=<as given>   (only when it was set)
 #
-# Exit status: 0 when everything is in place; 3 when a provider could not be obtained
-# (all the other steps still run and toolchain.env is still written), unless
-# --allow-missing-providers (or MATRIX_LXD_ALLOW_MISSING_PROVIDERS=1) is given.
-# Any other failure exits non-zero at once.
+# Exit status: 0 when everything is in place; 3 when `providers`/`schemas` find a provider
+# that terraform init cannot install; any other failure exits non-zero at once.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSIONS="$ROOT/versions.json"
 CACHE="${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}"
-MIRROR="$CACHE/mirror"
-TFRC="$CACHE/terraformrc"
 ENVFILE="$CACHE/toolchain.env"
 
 log() { echo "[toolchain] $*"; }
@@ -55,15 +52,17 @@ elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01ds' $((ms / 1000)) $((
 # ------------------------------------------------------------------ arguments
 CMD=build
 OUT_DIR="$ROOT/schemas"
-ALLOW_MISSING="${MATRIX_LXD_ALLOW_MISSING_PROVIDERS:-0}"
+LXD_MAJOR=all
 while [ $# -gt 0 ]; do
   case "$1" in
     build) CMD=build ;;
+    providers) CMD=providers ;;
     schemas) CMD=schemas ;;
     test-tools) CMD=test-tools ;;
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT_DIR="$2"; shift ;;
     --out=*) OUT_DIR="${1#--out=}" ;;
-    --allow-missing-providers) ALLOW_MISSING=1 ;;
+    --lxd-major) [ $# -ge 2 ] || die "--lxd-major needs 1, 3 or all"; LXD_MAJOR="$2"; shift ;;
+    --lxd-major=*) LXD_MAJOR="${1#--lxd-major=}" ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -88,7 +87,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 export CHECKPOINT_DISABLE=1
 
 # versions.json → shell variables.
-eval "$(python3 - "$VERSIONS" <<'PY'
+case "$LXD_MAJOR" in 1|3|all) ;; *) die "--lxd-major must be 1, 3 or all, got '$LXD_MAJOR'" ;; esac
+eval "$(python3 - "$VERSIONS" "$LXD_MAJOR" <<'PY'
 import json, shlex, sys
 v = json.load(open(sys.argv[1]))
 q = shlex.quote
@@ -96,24 +96,17 @@ print("TF_MINIMUM=%s" % q(v["terraform"]["minimum"]))
 print("TOFU_VERSION=%s" % q(v["terraform"]["opentofuFallback"]))
 print("CONSUL_AGENT_VERSION=%s" % q(v.get("consulAgent", "1.8.7")))
 print("CONSUL_TEMPLATE_VERSION=%s" % q(v["consulTemplate"]["version"]))
-names = []
+# One line per provider version: <local name> <source> <version> <major>, LXD filtered by --lxd-major.
+want = sys.argv[2]
+pins = []
 for name, p in v["providers"].items():
-    names.append(name)
-    ns, typ = p["source"].split("/")
-    # goModulePath, when present, is the path the module's go.mod declares (it can
-    # differ from the repository's address); the Go module proxy serves it under that.
-    mod = p.get("goModulePath") or p["goModule"]
-    ref = p.get("commit") or ("v" + p["version"])
-    for key, val in (("NS", ns), ("TYPE", typ), ("VERSION", p["version"]), ("MODULE", mod), ("REF", ref)):
-        print("P_%s_%s=%s" % (key, name, q(val)))
-print("PROVIDERS=(%s)" % " ".join(q(n) for n in names))
+    for major, version in sorted(p["versions"].items(), key=lambda kv: -int(kv[0])):
+        if name == "lxd" and want != "all" and major != want:
+            continue
+        pins.append("%s %s %s %s" % (name, p["source"], version, major))
+print("PROVIDER_PINS=(%s)" % " ".join(q(x) for x in pins))
 PY
 )"
-
-GOOS_GOARCH="linux_amd64"
-if command -v go >/dev/null 2>&1; then
-  GOOS_GOARCH="$(go env GOOS)_$(go env GOARCH)"
-fi
 
 # ------------------------------------------------------------------ helpers
 version_ge() { # version_ge A B: A >= B (dotted numbers, leading v ignored)
@@ -189,112 +182,58 @@ step_cli() {
   log "terraform CLI: tofu $(tf_version_of "$TF_BIN") at $TF_BIN (built in $(elapsed "$t"))"
 }
 
-# ------------------------------------------------------------------ 2. providers
+# ------------------------------------------------------------------ providers (check only)
 MISSING_PROVIDERS=()
+PLUGIN_CACHE="$CACHE/plugin-cache"
 
-# build_provider NAME → $CACHE/providers/<name>-<version>/terraform-provider-<type>_v<version>
-build_provider() {
-  local name="$1"
-  local ns="P_NS_$name" typ="P_TYPE_$name" ver="P_VERSION_$name" mod="P_MODULE_$name" ref="P_REF_$name"
-  ns="${!ns}"; typ="${!typ}"; ver="${!ver}"; mod="${!mod}"; ref="${!ref}"
-  local bdir="$CACHE/providers/$name-$ver"
-  local bin="terraform-provider-${typ}_v${ver}"
-  # OpenTofu resolves a short source ("hashicorp/consul") on its own registry host, so
-  # the mirror holds each binary under both hosts (hard links).
-  local mdir="$MIRROR/registry.terraform.io/$ns/$typ/$ver/$GOOS_GOARCH"
-  local mdir2="$MIRROR/registry.opentofu.org/$ns/$typ/$ver/$GOOS_GOARCH"
-  local t; t=$(now_ms)
-
-  if [ -x "$mdir/$bin" ] && [ -x "$mdir2/$bin" ]; then
-    log "provider $ns/$typ $ver: present in mirror"
-    return 0
+# check_provider NAME SOURCE VERSION: can `terraform init` install exactly this version?
+check_provider() {
+  local name="$1" source="$2" version="$3" t work rc=0; t=$(now_ms)
+  work="$(mktemp -d)"
+  printf '{"terraform": {"required_providers": {"%s": {"source": "%s", "version": "= %s"}}}}\n' "$name" "$source" "$version" >"$work/main.tf.json"
+  mkdir -p "$PLUGIN_CACHE"
+  (cd "$work" && TF_PLUGIN_CACHE_DIR="$PLUGIN_CACHE" TF_IN_AUTOMATION=1 "$TF_BIN" init -backend=false -input=false -no-color >"$work/init.log" 2>&1) || rc=$?
+  if [ "$rc" = 0 ]; then
+    log "provider $source $version: installable ($(elapsed "$t"))"
+  else
+    # Terraform's error paragraph: "Error: …", a blank line, then the reason.
+    local why; why="$(sed 's/^│ \{0,1\}//' "$work/init.log" | awk '/^Error:/{on=1} on&&/^$/{n++} on&&n<2' | grep -v '^$' | tr '\n' ' ' | cut -c1-400)"
+    log "provider $source $version: NOT installable by $TF_NAME init: ${why:-see $TF_NAME init output}"
+    MISSING_PROVIDERS+=("$source $version")
   fi
-  if [ ! -x "$bdir/$bin" ]; then
-    if ! command -v go >/dev/null 2>&1; then
-      log "provider $ns/$typ $ver: UNAVAILABLE (no Go toolchain)"
-      return 1
-    fi
-    log "provider $ns/$typ $ver: go mod download $mod@$ref …"
-    local dl; dl="$(go mod download -json "$mod@$ref" 2>/dev/null || true)"
-    local info
-    info="$(python3 -c '
-import json, shlex, sys
-try:
-    d = json.loads(sys.stdin.read() or "{}")
-except ValueError:
-    d = {"Error": "unreadable output from go mod download"}
-err = d.get("Error") or ("" if d.get("Dir") else "no module directory in the answer")
-print("DL_ERR=%s DL_DIR=%s DL_VER=%s" % (shlex.quote(err.replace("\n", " ")), shlex.quote(d.get("Dir", "")), shlex.quote(d.get("Version", ""))))
-' <<<"$dl")"
-    local DL_ERR DL_DIR DL_VER
-    eval "$info"
-    if [ -n "$DL_ERR" ]; then
-      log "provider $ns/$typ $ver: UNAVAILABLE: $DL_ERR"
-      return 1
-    fi
-    log "provider $ns/$typ $ver: module $mod@$DL_VER"
-
-    # Stamp the version where main.go has a version variable (e.g. `var version = "dev"`).
-    local ldflags="-s -w" var
-    var="$(sed -n -E 's/^[[:space:]]*(var[[:space:]]+)?(version|Version)[[:space:]]*(string[[:space:]]*)?=.*/\2/p' \
-      "$DL_DIR/main.go" 2>/dev/null | head -n1 || true)"
-    if [ -n "$var" ]; then
-      ldflags="$ldflags -X main.$var=$ver"
-      log "provider $ns/$typ $ver: stamping -X main.$var=$ver"
-    else
-      log "provider $ns/$typ $ver: main.go has no version variable (nothing to stamp)"
-    fi
-
-    local tmp; tmp="$(mktemp -d)"
-    local rc=0
-    if grep -E -q '^[[:space:]]*(replace|exclude)\b' "$DL_DIR/go.mod"; then
-      # go install refuses modules with replace/exclude: build a writable copy instead.
-      log "provider $ns/$typ $ver: go.mod has replace/exclude: go build in a copy …"
-      cp -R "$DL_DIR" "$tmp/src"
-      chmod -R u+w "$tmp/src"
-      (cd "$tmp/src" && go build -trimpath -ldflags "$ldflags" -o "$tmp/$bin" .) || rc=$?
-    else
-      log "provider $ns/$typ $ver: go install $mod@$ref …"
-      mkdir -p "$tmp/bin"
-      GOBIN="$tmp/bin" go install -trimpath -ldflags "$ldflags" "$mod@$ref" || rc=$?
-      [ "$rc" != 0 ] || mv "$tmp/bin/${mod##*/}" "$tmp/$bin" || rc=$?
-    fi
-    if [ "$rc" != 0 ]; then
-      chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp"
-      log "provider $ns/$typ $ver: UNAVAILABLE: build failed (exit $rc)"
-      return 1
-    fi
-    mkdir -p "$bdir"
-    mv -f "$tmp/$bin" "$bdir/$bin.tmp" && mv -f "$bdir/$bin.tmp" "$bdir/$bin"
-    printf '{"module": "%s", "ref": "%s", "moduleVersion": "%s", "version": "%s", "go": "%s"}\n' \
-      "$mod" "$ref" "$DL_VER" "$ver" "$(go env GOVERSION)" >"$bdir/build-info.json"
-    chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp"
-    log "provider $ns/$typ $ver: built ($(elapsed "$t"))"
-  fi
-  local d
-  for d in "$mdir" "$mdir2"; do
-    mkdir -p "$d"
-    ln -f "$bdir/$bin" "$d/$bin" 2>/dev/null || cp -f "$bdir/$bin" "$d/$bin"
-  done
-  log "provider $ns/$typ $ver: placed in mirror"
+  rm -rf "$work"
 }
 
 step_providers() {
-  local name
-  for name in "${PROVIDERS[@]}"; do
-    build_provider "$name" || MISSING_PROVIDERS+=("$name")
-  done
-  local want
-  want="$(printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["registry.terraform.io/*/*", "registry.opentofu.org/*/*"]\n  }\n}\ndisable_checkpoint = true\n' "$MIRROR")"
-  if [ ! -f "$TFRC" ] || [ "$(cat "$TFRC")" != "$want" ]; then
-    printf '%s\n' "$want" >"$TFRC"
-    log "wrote $TFRC (filesystem mirror $MIRROR only)"
+  local pin
+  if [ -n "${TF_CLI_CONFIG_FILE:-}" ]; then
+    [ -f "$TF_CLI_CONFIG_FILE" ] || die "TF_CLI_CONFIG_FILE names $TF_CLI_CONFIG_FILE, which does not exist"
+    log "providers: installing through the CLI configuration $TF_CLI_CONFIG_FILE"
   else
-    log "terraformrc present: $TFRC"
+    log "providers: installing from the registry (no TF_CLI_CONFIG_FILE)"
   fi
+  for pin in "${PROVIDER_PINS[@]}"; do
+    # shellcheck disable=SC2086
+    check_provider $pin
+  done
 }
 
-# ------------------------------------------------------------------ 3. Consul agent
+# Stops with exactly what is missing and how to provide it.
+require_providers() {
+  [ "${#MISSING_PROVIDERS[@]}" -gt 0 ] || return 0
+  {
+    echo "[toolchain] ERROR: $TF_NAME init cannot install these providers:"
+    printf '[toolchain]   - %s\n' "${MISSING_PROVIDERS[@]}"
+    echo "[toolchain] Provide them the way Terraform installs providers: from the registry on a machine that"
+    echo "[toolchain] reaches it, or from a filesystem mirror named in a Terraform CLI configuration:"
+    echo "[toolchain]   export TF_CLI_CONFIG_FILE=/path/to/terraformrc   (currently: ${TF_CLI_CONFIG_FILE:-not set})"
+    echo "[toolchain] LXD provider 3.x cannot be built from the Go module proxy; with 1.9.1 only, pass --lxd-major 1"
+    echo "[toolchain] and set host.lxd.provider: 1 in the configuration."
+  } >&2
+  exit 3
+}
+
+# ------------------------------------------------------------------ 2. Consul agent
 CONSUL_BIN=""
 consul_version_of() { "$1" version 2>/dev/null | sed -n 's/^Consul v\([0-9.]*\).*/\1/p' | head -n1; }
 
@@ -401,7 +340,7 @@ install_consul() {
   log "consul agent: $CONSUL_AGENT_VERSION installed at $CONSUL_BIN"
 }
 
-# ------------------------------------------------------------------ 4. LXD
+# ------------------------------------------------------------------ 3. LXD
 LXD_PKGS=()
 plan_lxd() {
   local p
@@ -438,13 +377,12 @@ step_consul_template() {
 write_env() {
   local tmp; tmp="$(mktemp "$CACHE/.toolchain.env.XXXXXX")"
   {
-    printf 'export TF_CLI_CONFIG_FILE=%q\n' "$TFRC"
     printf 'export TERRAFORM_BINARY_NAME=%q\n' "$TF_NAME"
     printf 'export MATRIX_LXD_TERRAFORM=%q\n' "$TF_BIN"
     [ "$TF_NAME" != tofu ] || printf 'export PATH=%q:"$PATH"\n' "$(dirname "$TF_BIN")"
     printf 'export CHECKPOINT_DISABLE=1\n'
     printf 'export MATRIX_LXD_CONSUL=%q\n' "$CONSUL_BIN"
-    printf 'export MATRIX_LXD_MISSING_PROVIDERS="%s"\n' "${MISSING_PROVIDERS[*]:-}"
+    [ -z "${TF_CLI_CONFIG_FILE:-}" ] || printf 'export TF_CLI_CONFIG_FILE=%q\n' "$TF_CLI_CONFIG_FILE"
   } >"$tmp"
   mv -f "$tmp" "$ENVFILE"
   cat "$ENVFILE"
@@ -452,73 +390,72 @@ write_env() {
 }
 
 # ------------------------------------------------------------------ schemas
+# One `providers schema -json` per provider version (two versions of one provider cannot share
+# a configuration), written as <name>-<version>.json, the files scripts/generate-bindings.js reads.
 cmd_schemas() {
-  local t; t=$(now_ms)
-  local work; work="$(mktemp -d)"
-  python3 - "$VERSIONS" >"$work/main.tf.json" <<'PY'
-import json, sys
-v = json.load(open(sys.argv[1]))
-# Full addresses, so that OpenTofu too resolves them to registry.terraform.io/….
-req = {n: {"source": "registry.terraform.io/" + p["source"], "version": "= " + p["version"]}
-       for n, p in v["providers"].items()}
-json.dump({"terraform": {"required_providers": req}}, sys.stdout, indent=2)
-PY
-  log "schemas: $TF_NAME init (offline, filesystem mirror) in $work"
-  (cd "$work" && TF_CLI_CONFIG_FILE="$TFRC" TF_IN_AUTOMATION=1 "$TF_BIN" init -input=false -no-color >"$work/init.log" 2>&1) \
-    || { cat "$work/init.log" >&2; die "$TF_NAME init failed (log above)"; }
-  (cd "$work" && TF_CLI_CONFIG_FILE="$TFRC" "$TF_BIN" providers schema -json >"$work/schema.json") \
-    || die "$TF_NAME providers schema -json failed"
+  local t pin name source version major work; t=$(now_ms)
   mkdir -p "$OUT_DIR"
-  python3 - "$VERSIONS" "$work/schema.json" "$OUT_DIR" <<'PY'
-import json, os, sys
-v = json.load(open(sys.argv[1]))
-s = json.load(open(sys.argv[2]))
-for name, p in v["providers"].items():
-    key = "registry.terraform.io/" + p["source"]
-    if key not in s.get("provider_schemas", {}):
-        raise SystemExit("no schema for %s in the output" % key)
-    out = {"format_version": s["format_version"], "provider_schemas": {key: s["provider_schemas"][key]}}
-    path = os.path.join(sys.argv[3], name + ".json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print("[toolchain] schemas: wrote %s" % path)
+  for pin in "${PROVIDER_PINS[@]}"; do
+    read -r name source version major <<<"$pin"
+    work="$(mktemp -d)"
+    printf '{"terraform": {"required_providers": {"%s": {"source": "registry.terraform.io/%s", "version": "= %s"}}}}\n' "$name" "$source" "$version" >"$work/main.tf.json"
+    (cd "$work" && TF_PLUGIN_CACHE_DIR="$PLUGIN_CACHE" TF_IN_AUTOMATION=1 "$TF_BIN" init -backend=false -input=false -no-color >"$work/init.log" 2>&1) \
+      || { cat "$work/init.log" >&2; die "$TF_NAME init for $source $version failed (log above)"; }
+    (cd "$work" && "$TF_BIN" providers schema -json >"$work/schema.json") || die "$TF_NAME providers schema -json failed for $source $version"
+    python3 - "$work/schema.json" "registry.terraform.io/$source" "$OUT_DIR/$name-$version.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+key = sys.argv[2]
+if key not in s.get("provider_schemas", {}):
+    raise SystemExit("no schema for %s in the output" % key)
+with open(sys.argv[3], "w") as f:
+    json.dump({"format_version": s["format_version"], "provider_schemas": {key: s["provider_schemas"][key]}}, f, indent=2, sort_keys=True)
+    f.write("\n")
 PY
-  rm -rf "$work"
+    log "schemas: wrote $OUT_DIR/$name-$version.json"
+    rm -rf "$work"
+  done
   log "schemas: done ($(elapsed "$t"))"
 }
 
 # ------------------------------------------------------------------ main
 log "cache: $CACHE"
-if [ "$CMD" = test-tools ]; then
-  step_cli
-  # The unit tests validate provider-free parts of the synthesized stacks with this CLI.
-  printf '%s\n' "$TF_BIN" >"$CACHE/terraform-cli"
-  plan_consul
-  install_consul
-  step_consul_template
-  log "test tools ready ($(elapsed "$T_START"))"
-  exit 0
-fi
+case "$CMD" in
+  test-tools)
+    step_cli
+    # The unit tests validate provider-free parts of the synthesized stacks with this CLI.
+    printf '%s\n' "$TF_BIN" >"$CACHE/terraform-cli"
+    plan_consul
+    install_consul
+    step_consul_template
+    log "test tools ready ($(elapsed "$T_START"))"
+    exit 0
+    ;;
+  providers)
+    step_cli
+    step_providers
+    require_providers
+    log "providers: all installable ($(elapsed "$T_START"))"
+    exit 0
+    ;;
+  schemas)
+    step_cli
+    step_providers
+    require_providers
+    cmd_schemas
+    exit 0
+    ;;
+esac
 step_cli
-step_providers
 plan_consul
 plan_lxd
 install_consul
 install_lxd
 write_env
-
+step_providers
+log "toolchain ready ($(elapsed "$T_START")): $TF_NAME at $TF_BIN, consul at $CONSUL_BIN, lxd $(dpkg-query -W -f='${Version}' lxd 2>/dev/null || echo '(not installed)')"
 if [ "${#MISSING_PROVIDERS[@]}" -gt 0 ]; then
-  log "WARNING: providers not available: ${MISSING_PROVIDERS[*]} (terraform init against the mirror will fail for them)"
-fi
-log "toolchain ready ($(elapsed "$T_START"))"
-
-if [ "$CMD" = schemas ]; then
-  [ "${#MISSING_PROVIDERS[@]}" = 0 ] || die "schemas needs every provider; missing: ${MISSING_PROVIDERS[*]}"
-  cmd_schemas
-fi
-
-if [ "${#MISSING_PROVIDERS[@]}" -gt 0 ] && [ "$ALLOW_MISSING" != 1 ]; then
-  exit 3
+  log "not installable here: ${MISSING_PROVIDERS[*]}; stacks for those versions cannot be planned or deployed on this machine"
+  log "(scripts/toolchain.sh providers --help says how to provide them)"
 fi
 exit 0

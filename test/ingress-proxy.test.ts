@@ -198,11 +198,23 @@ describe("IngressTcpListener", () => {
       ["ingress-proxy", "tcp-listener-8448-v4", "proxy", { listen: "tcp:203.0.113.10:8448", connect: "tcp:10.10.1.10:8448", nat: "true" }],
       ["ingress-proxy", "tcp-listener-8448-v6", "proxy", { listen: "tcp:[2001:db8::10]:8448", connect: "tcp:[fd10:10:10:1::1:10]:8448", nat: "true" }],
     ]);
-    // Created after the container it attaches to, and again whenever that container is replaced.
-    for (const d of devs) {
-      expect(d.depends_on).toEqual([expect.stringMatching(/^lxd_instance\./)]);
-      expect(d.lifecycle.replace_triggered_by).toEqual(d.depends_on);
-    }
+    // Created after the container it attaches to, and again whenever that container is replaced;
+    // one after the other, because LXD refuses concurrent device updates of one instance (412).
+    const [v4, v6] = Object.entries<any>(synth.resource.lxd_instance_device);
+    expect(v4[1].depends_on).toEqual([expect.stringMatching(/^lxd_instance\./)]);
+    expect(v6[1].depends_on).toEqual([v4[1].depends_on[0], `lxd_instance_device.${v4[0]}`]);
+    for (const d of devs) expect(d.lifecycle.replace_triggered_by).toEqual([v4[1].depends_on[0]]);
+  });
+
+  test("chains every device on one container, across listeners", () => {
+    const { stack, host } = hostStack();
+    const ingress = IngressProxy.reference(host);
+    new IngressTcpListener(stack, "irc", { ingress, port: 6697, service: "irc" });
+    new IngressTcpListener(stack, "xmpp", { ingress, port: 5222, service: "xmpp" });
+    const devices = Object.entries<any>(synthJson(stack).resource.lxd_instance_device);
+    expect(devices.map(([, d]) => d.name)).toEqual(["tcp-listener-6697-v4", "tcp-listener-6697-v6", "tcp-listener-5222-v4", "tcp-listener-5222-v6"]);
+    expect(devices[0][1].depends_on).toBeUndefined();
+    devices.slice(1).forEach(([, d], i) => expect(d.depends_on).toEqual([`lxd_instance_device.${devices[i][0]}`]));
   });
 
   test("against a referenced proxy on an IPv4-only host: one IPv4 device, no dependency", () => {

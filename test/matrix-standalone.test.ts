@@ -4,7 +4,7 @@ import { App, TerraformVariable, Testing } from "cdktf";
 import { loadConfig, parseConfig } from "../lib/config";
 import { MatrixStandaloneStack } from "../constructs/matrix/matrix-standalone-stack";
 import { kvPaths } from "../lib/kv";
-import { kvEntries } from "./support/fixtures";
+import { exampleConfig, kvEntries } from "./support/fixtures";
 import { parse } from "yaml";
 
 const EXAMPLE = path.join(__dirname, "..", "config", "example.yaml");
@@ -28,6 +28,12 @@ describe("MatrixStandaloneStack from the example configuration", () => {
     expect(text).not.toContain(process.cwd());
     expect(text).not.toMatch(/20\d\d-\d\d-\d\dT\d\d:\d\d/);
     expect(json).toMatchSnapshot();
+  });
+
+  test("with LXD provider 1.x (host.lxd.provider: 1) matches its own snapshot", () => {
+    const v1 = JSON.parse(Testing.synth(new MatrixStandaloneStack(Testing.app(), "ryo-matrix", { config: exampleConfig(1) })));
+    expect(Object.keys(v1.resource).filter((t) => t.startsWith("lxd_")).sort()).toEqual(["lxd_container", "lxd_volume"]);
+    expect(v1).toMatchSnapshot();
   });
 
   test("synthesizes identically twice", () => {
@@ -116,11 +122,14 @@ describe("MatrixStandaloneStack from the example configuration", () => {
     expect(synapse.lifecycle.precondition[0].condition).toMatch(/^\$\{.*length\(var\.admin_password\) >= 12/);
   });
 
-  test("pins the provider versions from versions.json", () => {
+  test.each([3, 1] as const)("pins the provider versions from versions.json, LXD's by the host's major (%p)", (major) => {
     const versions = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "versions.json"), "utf8"));
-    const required = json.terraform.required_providers;
+    const synthesized = major === 3 ? json : JSON.parse(Testing.synth(new MatrixStandaloneStack(Testing.app(), "ryo-matrix", { config: exampleConfig(1) })));
+    const required = synthesized.terraform.required_providers;
     for (const [name, pin] of Object.entries<any>(versions.providers)) {
-      expect(required[name].version).toBe(pin.version);
+      const majors = Object.keys(pin.versions);
+      const expected = name === "lxd" ? pin.versions[String(major)] : pin.versions[majors[majors.length - 1]];
+      expect(required[name].version).toBe(expected);
       expect(required[name].source).toMatch(new RegExp(`${pin.source}$`));
     }
   });

@@ -22,8 +22,8 @@ function providerFreeParts(): any {
   const app = Testing.app();
   const stack = new MatrixStandaloneStack(app, "ryo-matrix", { config: loadConfig(path.join(__dirname, "..", "config", "example.yaml"), {}) });
   const json = JSON.parse(Testing.synth(stack));
-  // Revisions that reference generated secrets need the random provider: those stay out.
-  const revisions = Object.fromEntries(Object.entries<any>(json.resource.terraform_data).filter(([, r]) => !JSON.stringify(r).includes("random_password.")));
+  // Revisions that reference provider resources (generated secrets, volumes) need the providers: those stay out.
+  const revisions = Object.fromEntries(Object.entries<any>(json.resource.terraform_data).filter(([, r]) => !/\b(random_password|lxd_[a-z_]+|consul_[a-z_]+)\./.test(JSON.stringify(r))));
   return {
     terraform: { required_version: json.terraform.required_version },
     variable: json.variable,

@@ -10,7 +10,7 @@ import { TerraformResource, anyToHclTerraform, anyToTerraform, hashMapper, hashM
 
 export class ContainerRevision extends TerraformResource {
   static readonly tfResourceType = "terraform_data";
-  private readonly triggers: Record<string, string>;
+  private triggers: Record<string, string>;
 
   constructor(scope: Construct, id: string, config: { readonly triggersReplace: Readonly<Record<string, string>> }) {
     super(scope, id, {
@@ -32,6 +32,11 @@ export class ContainerRevision extends TerraformResource {
   addTrigger(name: string, value: string): void {
     if (name in this.triggers) throw new Error(`${this.node.path}: trigger ${JSON.stringify(name)} is already set`);
     this.triggers[name] = value;
+  }
+
+  /** Sets (or adds) trigger values, e.g. after devices were added to the container. */
+  setTriggers(values: Readonly<Record<string, string>>): void {
+    this.triggers = { ...this.triggers, ...values };
   }
 
   /** The bare address (`terraform_data.<name>`) that `replace_triggered_by` needs. */

@@ -1,40 +1,30 @@
 /**
- * Configures the LXD, Consul and random providers of a stack for one host: the LXD remote
- * (plus the `images` simplestreams remote for stock images) and the Consul server's API.
+ * Configures the LXD, Consul and random providers of a stack for one host: the LXD provider of
+ * the host's major (its remote, and with 3.x the `images` simplestreams remote for stock
+ * images; see lxd-dialect.ts) and the Consul server's API.
  */
 import { Construct } from "constructs";
-import { TerraformStack } from "cdktf";
+import { TerraformProvider, TerraformStack } from "cdktf";
 import versions from "../../versions.json";
-import { LxdProvider } from "../../gen/providers/lxd/provider";
 import { ConsulProvider } from "../../gen/providers/consul/provider";
 import { RandomProvider } from "@cdktf/provider-random/lib/provider";
 import type { Host } from "../../lib/host";
+import { lxdDialect } from "./lxd-dialect";
 
 export interface HostProvidersProps {
   readonly host: Host;
 }
 
 export class HostProviders extends Construct {
-  readonly lxd: LxdProvider;
+  /** The LXD provider block (`lxd`), of the host's provider major. */
+  readonly lxd: TerraformProvider;
   readonly consul: ConsulProvider;
   readonly random: RandomProvider;
 
   constructor(scope: Construct, id: string, props: HostProvidersProps) {
     super(scope, id);
     const { host } = props;
-    this.lxd = new LxdProvider(this, "lxd", {
-      defaultRemote: host.lxd.remoteName,
-      remote: [
-        {
-          name: host.lxd.remoteName,
-          address: host.lxd.address,
-          clientCertificateFile: host.lxd.clientCertificateFile,
-          clientKeyFile: host.lxd.clientKeyFile,
-          serverCertificateFingerprint: host.lxd.serverCertificateFingerprint,
-        },
-        { name: "images", address: host.lxd.imageServer, protocol: "simplestreams" },
-      ],
-    });
+    this.lxd = lxdDialect(host).provider(this, "lxd", host);
     this.consul = new ConsulProvider(this, "consul", {
       address: host.consul.address,
       scheme: host.consul.scheme,

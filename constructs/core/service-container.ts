@@ -3,11 +3,10 @@
  * plan, persistent storage volumes, proxy devices for public ports, cloud-init user-data that
  * installs the software, writes the rendered configuration and a default-drop firewall, and a
  * Consul catalog entry so that the ingress proxy and other services can find it.
- * Every module's deployment construct is built from this one.
+ * Every module's deployment construct is built from this one. The LXD resources themselves
+ * come from the host's provider dialect (lxd-dialect.ts), with the same props for both majors.
  */
 import { Construct } from "constructs";
-import { Instance, InstanceDevice } from "../../gen/providers/lxd/instance";
-import { StorageVolume } from "../../gen/providers/lxd/storage-volume";
 import { Node } from "../../gen/providers/consul/node";
 import { Service } from "../../gen/providers/consul/service";
 import type { Host } from "../../lib/host";
@@ -17,8 +16,12 @@ import { renderNftables, FirewallRule } from "../../lib/render/nftables";
 import { terraformLiteral } from "../../lib/terraform-literal";
 import { Problems } from "../../lib/problems";
 import { ContainerRevision } from "./container-revision";
+import { LxdDevice, LxdInstanceResource, LxdVolumeResource, lxdDialect } from "./lxd-dialect";
 
-/** The stock image: Debian 12 with cloud-init, from the host's `images` remote. */
+/**
+ * The stock image: Debian 12 with cloud-init, from the `images` remote (provider 3.x: the
+ * host's image server; provider 1.x: the remote of that name in the lxc client configuration).
+ */
 export const STOCK_IMAGE = "images:debian/12/cloud";
 
 export interface PersistentVolume {
@@ -97,25 +100,32 @@ export interface ServiceContainerProps {
 }
 
 export class ServiceContainer extends Construct {
-  readonly instance: Instance;
+  /** `lxd_instance` (provider 3.x) or `lxd_container` (1.x). */
+  readonly instance: LxdInstanceResource;
+  readonly host: Host;
   readonly address: StaticAddress;
   readonly name: string;
-  readonly volumes: StorageVolume[];
+  /** `lxd_storage_volume` (provider 3.x) or `lxd_volume` (1.x), one per persistent volume. */
+  readonly volumes: LxdVolumeResource[];
   /** The Consul service name, when registered. */
   readonly serviceName?: string;
   /** The rendered user-data, for tests and validators. */
   readonly userData: string;
   /**
-   * Holds what the container is built from (image and user-data). LXD updates user-data in
-   * place and cloud-init never runs it again, so a change replaces the container instead;
-   * the storage volumes stay.
+   * Holds what the container is built from (image, user-data, and with provider 3.x its
+   * devices). LXD updates user-data in place and cloud-init runs it only at the next boot, so
+   * a change replaces the container instead; the storage volumes stay.
    */
   readonly revision: ContainerRevision;
+  private readonly devices: LxdDevice[];
+  private readonly volumeProps?: readonly PersistentVolume[];
 
   constructor(scope: Construct, id: string, props: ServiceContainerProps) {
     super(scope, id);
     const { host } = props;
+    this.host = host;
     this.name = props.name;
+    this.volumeProps = props.volumes;
     const attached = props.attachVolumes ?? [];
     const problems = new Problems();
     attached.forEach((v, i) => {
@@ -143,18 +153,13 @@ export class ServiceContainer extends Construct {
       ],
     });
 
-    this.volumes = (props.volumes ?? []).map(
-      (v) =>
-        new StorageVolume(this, `volume-${v.name}`, {
-          name: `${props.name}-${v.name}`,
-          pool: host.lxd.storagePool,
-          project: host.lxd.project,
-          target: host.lxd.target,
-          lifecycle: { preventDestroy: props.protectData ?? true },
-        }),
+    const dialect = lxdDialect(host);
+    const protect = props.protectData ?? true;
+    this.volumes = (props.volumes ?? []).map((v) =>
+      dialect.volume(this, `volume-${v.name}`, host, { name: `${this.name}-${v.name}`, protect }),
     );
 
-    const devices: InstanceDevice[] = [
+    this.devices = [
       {
         name: "eth0",
         type: "nic",
@@ -179,23 +184,16 @@ export class ServiceContainer extends Construct {
 
     const userData = terraformLiteral(this.userData);
     const image = props.image ?? STOCK_IMAGE;
-    this.revision = new ContainerRevision(this, "revision", { triggersReplace: { image, user_data: userData } });
-
-    this.instance = new Instance(this, "instance", {
+    this.revision = new ContainerRevision(this, "revision", {
+      triggersReplace: { image, user_data: userData, ...dialect.replaceTriggers(this.literalDevices()) },
+    });
+    this.instance = dialect.instance(this, "instance", host, {
       name: props.name,
       image,
-      project: host.lxd.project,
-      profiles: host.lxd.profiles,
-      target: host.lxd.target,
-      config: {
-        "security.privileged": "false",
-        "cloud-init.user-data": userData,
-        ...Object.fromEntries(Object.entries(props.limits ?? {}).map(([k, v]) => [`limits.${k}`, v])),
-      },
-      device: devices,
-      waitFor: [{ type: "ipv4" }],
-      // A bare address: cdktf 0.21 renders a resource object here as "${…}", which Terraform refuses.
-      lifecycle: { replaceTriggeredBy: [this.revision.address] },
+      userData,
+      limits: props.limits ?? {},
+      devices: this.devices,
+      replaceTriggeredBy: this.revision.address,
     });
 
     if (props.service) {
@@ -210,9 +208,29 @@ export class ServiceContainer extends Construct {
       });
     }
   }
+
+  /**
+   * Adds devices to the container (with provider 1.x, TCP listeners registered in the same
+   * stack as the ingress proxy arrive this way).
+   */
+  addDevices(devices: readonly LxdDevice[]): void {
+    this.devices.push(...devices);
+    const dialect = lxdDialect(this.host);
+    this.instance.putDevice(this.devices.map((d) => ({ name: d.name, type: d.type, properties: { ...d.properties } })));
+    this.revision.setTriggers(dialect.replaceTriggers(this.literalDevices()));
+  }
+
+  /**
+   * The devices with this container's own volumes by their literal names, so that the
+   * revision does not wait for (or, in a plan, reveal nothing about) the volume resources.
+   */
+  private literalDevices(): LxdDevice[] {
+    const own = new Map((this.volumeProps ?? []).map((v) => [`data-${v.name}`, `${this.name}-${v.name}`]));
+    return this.devices.map((d) => (own.has(d.name) ? { ...d, properties: { ...d.properties, source: own.get(d.name)! } } : d));
+  }
 }
 
-function proxyDevices(host: Host, address: StaticAddress, ports: readonly PublicPort[]): InstanceDevice[] {
+function proxyDevices(host: Host, address: StaticAddress, ports: readonly PublicPort[]): LxdDevice[] {
   const listeners: { family: string; listen: string; connect: string }[] = [
     { family: "v4", listen: host.publicIpv4, connect: address.ipv4 },
   ];

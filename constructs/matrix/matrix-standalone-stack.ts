@@ -40,6 +40,7 @@ export function hostFromConfig(config: RawConfig): Host {
     externalIpv4: h.external_ipv4,
     networkName: h.network_name,
     lxd: h.lxd && {
+      provider: h.lxd.provider,
       address: h.lxd.address,
       remoteName: h.lxd.remote_name,
       clientCertificateFile: h.lxd.client_certificate_file,

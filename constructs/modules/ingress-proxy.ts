@@ -51,6 +51,8 @@ export interface IngressProxyRef {
   readonly sharedCertsVolume: string;
   /** The container resource when it is in the same stack, so registrations can wait for it. @default none */
   readonly instance?: ITerraformDependable;
+  /** The container when it is in the same stack, so registrations can add devices to it. @default none */
+  readonly container?: ServiceContainer;
 }
 
 export interface IngressProxyReferenceOptions {

@@ -3,12 +3,13 @@
  * `service/haproxy/tcp-listeners/<port>` = service makes the proxy's HAProxy listen and its
  * firewall open the port, and an LXD proxy device on the proxy's container forwards the port
  * from the host's public IPv4 (and public IPv6 on dual-stack hosts). ryo wrote only the KV
- * entry, so its listeners were unreachable from outside.
+ * entry, so its listeners were unreachable from outside. How the devices get onto the proxy's
+ * container depends on the LXD provider major (lxd-dialect.ts): with 1.x the listener must be
+ * in the stack that deploys the proxy.
  */
 import { Construct } from "constructs";
-import { InstanceDeviceA } from "../../gen/providers/lxd/instance-device";
-import { dependable } from "cdktf/lib/tfExpression";
 import { KvEntries } from "../core/kv-entries";
+import { LxdDevice, lxdDialect } from "../core/lxd-dialect";
 import type { IngressProxyRef } from "./ingress-proxy";
 import { kvPaths } from "../../lib/kv";
 import { PORT_RULE, Problems, isPort } from "../../lib/problems";
@@ -27,7 +28,7 @@ export class IngressTcpListener extends Construct {
   readonly port: number;
   readonly service: string;
   /** The proxy devices: IPv4, plus IPv6 when the host has a public IPv6 address. */
-  readonly devices: InstanceDeviceA[];
+  readonly devices: LxdDevice[];
 
   constructor(scope: Construct, id: string, props: IngressTcpListenerProps) {
     super(scope, id);
@@ -51,18 +52,18 @@ export class IngressTcpListener extends Construct {
     const dependsOn = props.ingress.instance ? [props.ingress.instance] : undefined;
     const listeners = [{ family: "v4", listen: host.publicIpv4, connect: address.ipv4 }];
     if (host.publicIpv6 && address.ipv6) listeners.push({ family: "v6", listen: `[${host.publicIpv6}]`, connect: `[${address.ipv6}]` });
-    this.devices = listeners.map(
-      ({ family, listen, connect }) =>
-        new InstanceDeviceA(this, `proxy-${family}`, {
-          instanceName: containerName,
-          project: host.lxd.project,
-          name: `tcp-listener-${props.port}-${family}`,
-          type: "proxy",
-          properties: { listen: `tcp:${listen}:${props.port}`, connect: `tcp:${connect}:${props.port}`, nat: "true" },
-          dependsOn,
-          // Devices live on the instance: when the proxy is replaced, they must be created again.
-          lifecycle: props.ingress.instance ? { replaceTriggeredBy: [dependable(props.ingress.instance)] } : undefined,
-        }),
+    this.devices = listeners.map(({ family, listen, connect }) => ({
+      name: `tcp-listener-${props.port}-${family}`,
+      type: "proxy",
+      properties: { listen: `tcp:${listen}:${props.port}`, connect: `tcp:${connect}:${props.port}`, nat: "true" },
+    }));
+    const container = props.ingress.container;
+    lxdDialect(host).addDevices(
+      this,
+      host,
+      { containerName, instance: props.ingress.instance, addDevices: container && ((devices) => container.addDevices(devices)) },
+      this.devices,
+      `IngressTcpListener ${this.node.path} (port ${props.port})`,
     );
     new KvEntries(this, "kv", { [kvPaths.tcpListener(props.port)]: props.service }, dependsOn);
   }

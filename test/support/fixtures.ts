@@ -1,5 +1,9 @@
 /** Shared test fixtures: a dual-stack and an IPv4-only host, and a stack on each. */
+import * as fs from "fs";
+import * as path from "path";
 import { Testing, TerraformStack } from "cdktf";
+import { parseConfig, RawConfig } from "../../lib/config";
+import type { LxdProviderMajor } from "../../lib/host";
 import { Host, HostProps } from "../../lib/host";
 import { HostProviders } from "../../constructs/core/host-providers";
 
@@ -48,3 +52,13 @@ export function kvEntries(json: any): Record<string, string> {
 
 /** The first (usually only) LXD instance of a synthesized stack. */
 export const firstInstance = (json: any): any => Object.values(json.resource.lxd_instance)[0];
+
+export const EXAMPLE_CONFIG = path.join(__dirname, "..", "..", "config", "example.yaml");
+
+/** The example configuration, written for LXD provider `major` (the file itself leaves the default, 3). */
+export function exampleConfig(major: LxdProviderMajor = 3): RawConfig {
+  const text = fs.readFileSync(EXAMPLE_CONFIG, "utf8");
+  const edited = major === 3 ? text : text.replace(/^  lxd:\n/m, `  lxd:\n    provider: ${major}\n`);
+  if (major !== 3 && edited === text) throw new Error("config/example.yaml has no host.lxd section to set the provider in");
+  return parseConfig(edited, `config/example.yaml with host.lxd.provider ${major}`, {});
+}
