@@ -198,6 +198,9 @@ describe("PostgresDatabase", () => {
       uid: 0,
       gid: 0,
     });
+    // A replaced server container gets the password again in the same apply.
+    const revisionId = Object.keys(json.resource.terraform_data).find((id) => id.startsWith("postgres_container_revision"));
+    expect(file.lifecycle).toEqual({ replace_triggered_by: [`terraform_data.${revisionId}`] });
     // The server acts when KV changes, so the password must already be there.
     const keys = Object.values(json.resource.consul_keys) as any[];
     expect(keys[0].depends_on).toEqual([`lxd_instance_file.${fileId}`]);
@@ -220,6 +223,7 @@ describe("PostgresDatabase", () => {
     expect(Object.values(json.resource.lxd_instance_file)).toEqual([
       expect.objectContaining({ instance: "postgres", project: "default", target_path: `${POSTGRES_PASSWORDS_DIR}/app` }),
     ]);
+    expect((Object.values(json.resource.lxd_instance_file)[0] as any).lifecycle).toBeUndefined();
   });
 
   test("rejects names that are not plain identifiers or are reserved, naming the prop", () => {

@@ -124,6 +124,8 @@ export class PostgresDatabase extends Construct {
       uid: 0,
       gid: 0,
       createDirectories: true,
+      // A new container of a server in this stack gets the password again in the same apply.
+      lifecycle: props.postgres.containerRevision ? { replaceTriggeredBy: [props.postgres.containerRevision] } : undefined,
     });
 
     const setting = (name: Parameters<typeof kvPaths.postgresDatabaseSetting>[1]) => kvPaths.postgresDatabaseSetting(props.database, name);

@@ -43,6 +43,14 @@ export interface PostgresRef {
   readonly port: number;
   /** The server's LXD container, which registrations deliver their passwords to (a name or a token). */
   readonly containerName: string;
+  /**
+   * Bare Terraform address of the resource whose replacement replaces the server's container
+   * (`replace_triggered_by`), when the server is deployed in this stack: a replaced container
+   * gets the registrations' passwords again in the same apply.
+   * @default none: the server is deployed by another stack, and a container it replaces gets
+   *   the passwords on this stack's next apply (its roles keep their passwords meanwhile)
+   */
+  readonly containerRevision?: string;
 }
 
 export interface PostgresReferenceOptions {
@@ -90,6 +98,7 @@ export class Postgres extends Construct implements PostgresRef {
   readonly container: ServiceContainer;
   /** The container's name as a reference, so that password deliveries wait for the container. */
   readonly containerName: string;
+  readonly containerRevision: string;
 
   constructor(scope: Construct, id: string, props: PostgresProps) {
     super(scope, id);
@@ -142,6 +151,7 @@ export class Postgres extends Construct implements PostgresRef {
       limits: props.limits,
     });
     this.containerName = this.container.instance.name;
+    this.containerRevision = this.container.revision.address;
   }
 
   /** Registers a database and its owner role on this server. */
