@@ -57,7 +57,11 @@ export interface PostgresDatabaseProps extends PostgresDatabaseOptions {
   readonly postgres: PostgresRef;
 }
 
-/** How a client reaches the database. `password` is a Terraform token (sensitive). */
+/**
+ * How a client reaches the database. `password` is a Terraform token (sensitive). The server
+ * admits only TLS with SCRAM-SHA-256: connect with `sslmode=require` and, where the client
+ * supports it (libpq 13 and later), `channel_binding=require`, as Synapse does.
+ */
 export interface PostgresConnection {
   readonly host: string;
   readonly port: number;
