@@ -571,6 +571,7 @@ with psycopg2.connect(connect_timeout=5, **args) as connection, connection.curso
     }).replace('"victim_db_claim"', '"victim_db"');
     const run1 = cluster.ensure(hostile);
     expect(run1.status).toBe(0);
+    expect(run1.out).toContain("database victim_db belongs to victim_owner, not attacker_owner: left as it is");
     expect(cluster.login("victim_owner", "Victim0Password00000000000000000", "victim_db").status).toBe(0);
     expect(cluster.login("victim_owner", attacker, "victim_db").status).not.toBe(0);
     expect(cluster.login("attacker_owner", attacker, "victim_db").status).not.toBe(0);

@@ -280,14 +280,6 @@ UPDATE registration SET valid = coalesce(
 ALTER TABLE registration ADD COLUMN ready boolean;
 UPDATE registration SET ready = valid AND coalesce(verifier ~ '${SCRAM_VERIFIER_PATTERN}', false);
 
-SELECT format('skipping the invalid registration %L', db) AS problem FROM registration WHERE NOT valid;
-SELECT format('refusing the md5 password-verifier of %L: it logs in as the role; publish password-sha256 and deliver the password instead', db) AS problem
-  FROM registration WHERE valid AND verifier ~ '${MD5_VERIFIER_PATTERN}';
-SELECT format('no password for %L yet: its role and database wait for one', db) AS problem
-  FROM registration WHERE valid AND NOT ready AND verifier IS NULL;
-SELECT format('skipping %L: its password-verifier is not a SCRAM-SHA-256 verifier', db) AS problem
-  FROM registration WHERE valid AND NOT ready AND verifier !~ '${MD5_VERIFIER_PATTERN}';
-
 -- One role per owner; should two registrations share an owner, the first database's password wins.
 -- A role that already owns databases takes its password only from the registration of one of
 -- them, so a registration that merely names an existing owner cannot take that role over.
@@ -313,10 +305,25 @@ SELECT format('CREATE DATABASE %I OWNER %I ENCODING %L LC_COLLATE %L LC_CTYPE %L
  WHERE g.ready AND NOT EXISTS (SELECT FROM pg_database d WHERE d.datname = g.db)
    AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = g.owner) \\gexec
 
--- An existing database keeps its owner: a registration cannot hand another project's data over.
-SELECT format('database %I belongs to %I, not %I: left as it is', g.db, pg_get_userbyid(d.datdba), g.owner) AS problem
-  FROM registration g JOIN pg_database d ON d.datname = g.db
- WHERE g.valid AND pg_get_userbyid(d.datdba) <> g.owner;
+-- What was left undone and why, one line each (consul-template's log). An existing database
+-- keeps its owner: a registration cannot hand another project's data over.
+\\pset tuples_only on
+SELECT problem FROM (
+  SELECT db, format('skipping the invalid registration %L', db) FROM registration WHERE NOT valid
+  UNION ALL
+  SELECT db, format('refusing the md5 password-verifier of %L: it logs in as the role; publish password-sha256 and deliver the password instead', db)
+    FROM registration WHERE valid AND verifier ~ '${MD5_VERIFIER_PATTERN}'
+  UNION ALL
+  SELECT db, format('no password for %L yet: its role and database wait for one', db)
+    FROM registration WHERE valid AND NOT ready AND verifier IS NULL
+  UNION ALL
+  SELECT db, format('skipping %L: its password-verifier is not a SCRAM-SHA-256 verifier', db)
+    FROM registration WHERE valid AND NOT ready AND verifier !~ '${MD5_VERIFIER_PATTERN}'
+  UNION ALL
+  SELECT g.db, format('database %I belongs to %I, not %I: left as it is', g.db, pg_get_userbyid(d.datdba), g.owner)
+    FROM registration g JOIN pg_database d ON d.datname = g.db
+   WHERE g.valid AND pg_get_userbyid(d.datdba) <> g.owner
+) AS p (db, problem) ORDER BY db;
 
 -- Only the owner (and the superuser) may connect: projects sharing the server stay apart.
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', g.db)
