@@ -140,7 +140,7 @@ export class PostgresDatabase extends Construct {
       [setting("lc-collate")]: props.lcCollate ?? "C",
       [setting("lc-ctype")]: props.lcCtype ?? "C",
       [setting("template")]: props.template ?? "template0",
-      // Names the delivered password; neither it nor its digest logs in.
+      // Names the delivered password; the digest itself logs in nowhere.
       [setting("password-sha256")]: Fn.sha256(this.password.result),
     }, [delivery]);
 
