@@ -30,6 +30,6 @@ export const kvPaths = {
   postgresDatabase: (database: string) => `${KV_PREFIX.postgres}/databases/${database}`,
   postgresDatabaseSetting: (
     database: string,
-    setting: "owner" | "encoding" | "lc-collate" | "lc-ctype" | "template" | "password-verifier",
+    setting: "owner" | "encoding" | "lc-collate" | "lc-ctype" | "template" | "password-sha256" | "password-verifier",
   ) => `${KV_PREFIX.postgres}/databases/${database}/${setting}`,
 } as const;

@@ -86,12 +86,26 @@ describe("renderHomeserverConfig", () => {
     });
   });
 
-  test("connects to PostgreSQL with psycopg2 and a bounded pool", () => {
+  test("connects to PostgreSQL with psycopg2 and a bounded pool, over TLS with SCRAM bound to the TLS session", () => {
     expect(config(MINIMAL).database).toEqual({
       name: "psycopg2",
       txn_limit: 10000,
-      args: { user: "synapse_user", password: "sample-db-password", database: "synapse", host: "10.10.1.13", port: 5432, cp_min: 5, cp_max: 10 },
+      args: {
+        user: "synapse_user",
+        password: "sample-db-password",
+        database: "synapse",
+        host: "10.10.1.13",
+        port: 5432,
+        sslmode: "require",
+        channel_binding: "require",
+        cp_min: 5,
+        cp_max: 10,
+      },
     });
+  });
+
+  test("federation requests refuse TLS older than 1.2", () => {
+    expect(config(MINIMAL).federation_client_minimum_tls_version).toBe("1.2");
   });
 
   test("keeps media and the signing key on the data volume", () => {

@@ -2,14 +2,27 @@
  * Registers a database and its owner role on a shared PostgreSQL server (constructs/modules/postgres.ts,
  * deployed in this stack or another): a random password, kept in Terraform state only, and
  * Consul KV entries under `service/postgres/databases/<db>/` that the server's consul-template
- * turns into `CREATE ROLE` / `CREATE DATABASE`. KV holds the md5 verifier
- * (`md5` + md5(password + role)), never the password. Note that an md5 verifier is enough to
- * log in with the md5 method, so Consul KV must stay as private as the Terraform state.
- * Destroying a registration removes its keys but never drops the database or the role.
+ * turns into `CREATE ROLE` / `CREATE DATABASE`.
+ *
+ * The password never goes through KV, nor anything that logs in like it (an md5 verifier would:
+ * PostgreSQL's md5 method accepts the hash itself). Terraform writes the password through the
+ * LXD API into a root-only file in the server's container, where a root-only program computes
+ * the SCRAM-SHA-256 verifier that the role stores; KV publishes only `password-sha256`, the
+ * SHA-256 of the password, which says which delivered password is current and makes
+ * consul-template re-run when it changes. Why not publish a SCRAM verifier instead: Terraform
+ * cannot compute one (no PBKDF2 or HMAC), and a verifier still allows an offline guessing
+ * attack and, with its ServerKey, impersonating the server to the client. The digest of a
+ * 32-character random password allows neither: it cannot be guessed back and is not accepted
+ * by any authentication method. So the only readers of the password are Terraform, the
+ * server's root, and the client it is handed to.
+ *
+ * Destroying a registration removes its keys and the delivered password but never drops the
+ * database or the role.
  */
 import { Construct } from "constructs";
 import { Fn } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
+import { InstanceFileA as InstanceFile } from "../../gen/providers/lxd/instance-file";
 import { KvEntries } from "../core/kv-entries";
 import type { PostgresRef } from "./postgres";
 import type { Host } from "../../lib/host";
@@ -19,6 +32,7 @@ import {
   ENCODING_PATTERN,
   IDENTIFIER_RULE,
   LOCALE_PATTERN,
+  POSTGRES_PASSWORDS_DIR,
   RESERVED_DATABASES,
   RESERVED_ROLES,
   isPostgresIdentifier,
@@ -43,7 +57,11 @@ export interface PostgresDatabaseProps extends PostgresDatabaseOptions {
   readonly postgres: PostgresRef;
 }
 
-/** How a client reaches the database. `password` is a Terraform token (sensitive). */
+/**
+ * How a client reaches the database. `password` is a Terraform token (sensitive). The server
+ * admits only TLS with SCRAM-SHA-256: connect with `sslmode=require` and, where the client
+ * supports it (libpq 13 and later), `channel_binding=require`, as Synapse does.
+ */
 export interface PostgresConnection {
   readonly host: string;
   readonly port: number;
@@ -100,16 +118,31 @@ export class PostgresDatabase extends Construct {
     this.owner = props.owner;
     this.password = new Password(this, "password", { length: 32, special: false });
 
+    // Root-only in the server's container; the program that reads it publishes only a verifier.
+    const delivery = new InstanceFile(this, "password-delivery", {
+      instance: props.postgres.containerName,
+      project: props.postgres.host.lxd.project,
+      targetPath: `${POSTGRES_PASSWORDS_DIR}/${props.database}`,
+      content: this.password.result,
+      mode: "0600",
+      uid: 0,
+      gid: 0,
+      createDirectories: true,
+      // A new container of a server in this stack gets the password again in the same apply.
+      lifecycle: props.postgres.containerRevision ? { replaceTriggeredBy: [props.postgres.containerRevision] } : undefined,
+    });
+
     const setting = (name: Parameters<typeof kvPaths.postgresDatabaseSetting>[1]) => kvPaths.postgresDatabaseSetting(props.database, name);
+    // The server acts on the KV change, so the password is delivered first.
     new KvEntries(this, "kv", {
       [setting("owner")]: props.owner,
       [setting("encoding")]: props.encoding ?? "UTF8",
       [setting("lc-collate")]: props.lcCollate ?? "C",
       [setting("lc-ctype")]: props.lcCtype ?? "C",
       [setting("template")]: props.template ?? "template0",
-      // PostgreSQL stores a password given in this form as it is (PASSWORD 'md5…').
-      [setting("password-verifier")]: `md5${Fn.md5(`${this.password.result}${props.owner}`)}`,
-    });
+      // Names the delivered password; the digest itself logs in nowhere.
+      [setting("password-sha256")]: Fn.sha256(this.password.result),
+    }, [delivery]);
 
     this.connection = {
       host: props.postgres.address.ipv4,

@@ -5,6 +5,9 @@
  * PostgresDatabase (Consul KV); consul-template in the container creates them. It needs the
  * host's Consul server (consul-template reads the registrations from it).
  *
+ * Clients log in over TLS with SCRAM-SHA-256 only; a registration's password reaches the
+ * container through the LXD API, never through Consul KV (see PostgresDatabase).
+ *
  * There is no superuser password at all: the `postgres` role logs in only through the local
  * socket as the `postgres` system user (peer authentication), i.e. administration is
  * `lxc exec <container> -- runuser -u postgres -- psql`. Nothing on the network can become
@@ -38,6 +41,16 @@ export interface PostgresRef {
   readonly host: Host;
   readonly address: StaticAddress;
   readonly port: number;
+  /** The server's LXD container, which registrations deliver their passwords to (a name or a token). */
+  readonly containerName: string;
+  /**
+   * Bare Terraform address of the resource whose replacement replaces the server's container
+   * (`replace_triggered_by`), when the server is deployed in this stack: a replaced container
+   * gets the registrations' passwords again in the same apply.
+   * @default none: the server is deployed by another stack, and a container it replaces gets
+   *   the passwords on this stack's next apply (its roles keep their passwords meanwhile)
+   */
+  readonly containerRevision?: string;
 }
 
 export interface PostgresReferenceOptions {
@@ -54,7 +67,7 @@ export interface PostgresProps {
   /** Last octet of the static address (and last IPv6 hextet). @default 13 */
   readonly hostPart?: number;
   /**
-   * A pre-built image with `postgresql-15` and consul-template installed.
+   * A pre-built image with `postgresql-15`, python3, openssl and consul-template installed.
    * @default the stock Debian 12 image; cloud-init installs the packages and consul-template
    */
   readonly image?: string;
@@ -75,7 +88,7 @@ export class Postgres extends Construct implements PostgresRef {
   static reference(host: Host, options: PostgresReferenceOptions = {}): PostgresRef {
     const name = options.name ?? POSTGRES_DEFAULT_NAME;
     const address = host.addresses.reserve(name, options.hostPart ?? POSTGRES_DEFAULT_HOST_PART, "hostPart");
-    return { host, address, port: POSTGRES_PORT };
+    return { host, address, port: POSTGRES_PORT, containerName: name };
   }
 
   readonly host: Host;
@@ -83,6 +96,9 @@ export class Postgres extends Construct implements PostgresRef {
   readonly port = POSTGRES_PORT;
   readonly name: string;
   readonly container: ServiceContainer;
+  /** The container's name as a reference, so that password deliveries wait for the container. */
+  readonly containerName: string;
+  readonly containerRevision: string;
 
   constructor(scope: Construct, id: string, props: PostgresProps) {
     super(scope, id);
@@ -109,7 +125,8 @@ export class Postgres extends Construct implements PostgresRef {
       hostPart: this.address.hostPart,
       hostPartProp: "hostPart",
       image: props.image,
-      packages: [`postgresql-${POSTGRES_VERSION}`, ...CONSUL_TEMPLATE_PACKAGES],
+      // python3 computes the SCRAM verifiers, openssl makes the TLS certificate (both also pulled in by cloud-init and postgresql-common).
+      packages: [`postgresql-${POSTGRES_VERSION}`, "python3", "openssl", ...CONSUL_TEMPLATE_PACKAGES],
       stockImageCommands: consulTemplateDownload(),
       files: [
         ...postgresFiles({ listenAddresses, clientCidrs: props.host.networkCidrs, settings: props.settings }),
@@ -133,6 +150,8 @@ export class Postgres extends Construct implements PostgresRef {
       protectData: props.protectData,
       limits: props.limits,
     });
+    this.containerName = this.container.instance.name;
+    this.containerRevision = this.container.revision.address;
   }
 
   /** Registers a database and its owner role on this server. */

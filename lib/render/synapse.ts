@@ -203,6 +203,10 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
         database: later(database.database),
         host: later(database.host),
         port: database.port,
+        // TLS always, and SCRAM bound to the TLS session: the postgres module's certificate is
+        // self-signed, so channel binding is what keeps a machine in the middle out.
+        sslmode: "require",
+        channel_binding: "require",
         cp_min: 5,
         cp_max: 10,
       },
@@ -226,6 +230,7 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
     macaroon_secret_key: later(options.macaroonSecretKey),
     form_secret: later(options.formSecret),
     signing_key_path: SYNAPSE_PATHS.signingKey,
+    federation_client_minimum_tls_version: "1.2",
     trusted_key_servers: [{ server_name: "matrix.org" }],
     suppress_key_server_warning: true,
     password_config: {
