@@ -361,11 +361,14 @@ const expectations = {
       "service/postgres/databases/wiki/lc-ctype": "C",
       "service/postgres/databases/wiki/template": "template0",
     }, check);
-    const verifier = kv.get("service/postgres/databases/wiki/password-verifier");
+    const digest = kv.get("service/postgres/databases/wiki/password-sha256");
     check(
-      typeof verifier === "string" && /\$\{[^}]*random_password\.[\w-]+\.result/.test(verifier),
-      `password-verifier should be derived from the random_password at apply time, got ${JSON.stringify(verifier)}`,
+      typeof digest === "string" && /^\$\{sha256\(random_password\.[\w-]+\.result\)\}$/.test(digest),
+      `password-sha256 should be the sha256 of the random_password at apply time, got ${JSON.stringify(digest)}`,
     );
+    check(!kv.has("service/postgres/databases/wiki/password-verifier"), "KV publishes a password-verifier (password-equivalent with md5)");
+    const files = [...resourcesOf(stack, "lxd_instance_file"), ...resourcesOf(stack, "lxd_container_file")];
+    check(files.some((f) => f.mode === "0600" && /random_password\.[\w-]+\.result/.test(f.content ?? "")), "the database password is not pushed into the PostgreSQL container as a 0600 file");
     const passwords = Object.values(stack.resource?.random_password ?? {});
     check(passwords.length === 1 && passwords[0].special === false && passwords[0].length >= 32, "expected one alphanumeric random_password of at least 32 characters");
     const url = stack.output?.database_url;

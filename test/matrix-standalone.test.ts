@@ -32,7 +32,7 @@ describe("MatrixStandaloneStack from the example configuration", () => {
 
   test("with LXD provider 1.x (host.lxd.provider: 1) matches its own snapshot", () => {
     const v1 = JSON.parse(Testing.synth(new MatrixStandaloneStack(Testing.app(), "ryo-matrix", { config: exampleConfig(1) })));
-    expect(Object.keys(v1.resource).filter((t) => t.startsWith("lxd_")).sort()).toEqual(["lxd_container", "lxd_volume"]);
+    expect(Object.keys(v1.resource).filter((t) => t.startsWith("lxd_")).sort()).toEqual(["lxd_container", "lxd_container_file", "lxd_volume"]);
     expect(v1).toMatchSnapshot();
   });
 

@@ -15,6 +15,7 @@
  * | replacement trigger | image, user-data and the device set (3.x leaves a removed device block on the container) | image and user-data (1.x removes dropped devices itself) |
  * | devices added from outside the container (TCP listeners) | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | joined to the container's own device set when it is in the same stack; refused from another stack (no `lxd_instance_device` in 1.x) |
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
+ * | files pushed into a container (secrets) | `lxd_instance_file` | `lxd_container_file` |
  */
 import { Construct } from "constructs";
 import { TerraformStack } from "cdktf";
@@ -25,9 +26,11 @@ import { LxdProvider as LxdProviderV3 } from "../../gen/providers/lxd/provider";
 import { Instance } from "../../gen/providers/lxd/instance";
 import { StorageVolume } from "../../gen/providers/lxd/storage-volume";
 import { InstanceDeviceA } from "../../gen/providers/lxd/instance-device";
+import { InstanceFileA } from "../../gen/providers/lxd/instance-file";
 import { LxdProvider as LxdProviderV1 } from "../../gen/providers/lxd-v1/provider";
 import { Container } from "../../gen/providers/lxd-v1/container";
 import { Volume } from "../../gen/providers/lxd-v1/volume";
+import { ContainerFileA } from "../../gen/providers/lxd-v1/container-file";
 import type { Host, LxdProviderMajor } from "../../lib/host";
 import { Problems } from "../../lib/problems";
 
@@ -62,6 +65,32 @@ export interface LxdVolumeSpec {
   readonly protect: boolean;
 }
 
+/**
+ * A file written into a running container through the LXD API, never through user-data:
+ * what cloud-init reads is world-readable inside the container, a pushed file has the mode
+ * and owner given here.
+ */
+export interface LxdFileSpec {
+  readonly containerName: string;
+  /** Absolute path inside the container; missing directories are created. */
+  readonly path: string;
+  /** The content (a Terraform token for secrets). */
+  readonly content: string;
+  /** @default "0600" */
+  readonly mode?: string;
+  /** @default 0 (root) */
+  readonly uid?: number;
+  /** @default 0 (root) */
+  readonly gid?: number;
+  /** Resources that must exist first. @default none */
+  readonly dependsOn?: ITerraformDependable[];
+  /** Bare address whose replacement pushes the file again (the container's revision). @default none */
+  readonly replaceTriggeredBy?: string;
+}
+
+/** A file resource: `lxd_instance_file` (3.x) or `lxd_container_file` (1.x). */
+export type LxdFileResource = InstanceFileA | ContainerFileA;
+
 /** A container that devices are added to from outside its ServiceContainer. */
 export interface LxdDeviceTarget {
   readonly containerName: string;
@@ -86,7 +115,19 @@ export interface LxdDialect {
    * error message when the major cannot).
    */
   addDevices(scope: Construct, host: Host, target: LxdDeviceTarget, devices: readonly LxdDevice[], what: string): void;
+  /** Pushes a file into a container (see LxdFileSpec). */
+  file(scope: Construct, id: string, host: Host, spec: LxdFileSpec): LxdFileResource;
 }
+
+const fileCommon = (spec: LxdFileSpec) => ({
+  content: spec.content,
+  mode: spec.mode ?? "0600",
+  uid: spec.uid ?? 0,
+  gid: spec.gid ?? 0,
+  createDirectories: true,
+  dependsOn: spec.dependsOn,
+  lifecycle: spec.replaceTriggeredBy ? { replaceTriggeredBy: [spec.replaceTriggeredBy] } : undefined,
+});
 
 const lxdVersions: Record<string, string> = versions.providers.lxd.versions;
 
@@ -176,6 +217,9 @@ const v3: LxdDialect = {
       stackDevices.set(target.containerName, resource);
     }
   },
+  file(scope, id, host, spec) {
+    return new InstanceFileA(scope, id, { instance: spec.containerName, project: host.lxd.project, targetPath: spec.path, ...fileCommon(spec) });
+  },
 };
 
 /** A unix:// or https:// address as provider 1.x's `lxd_remote` fields. */
@@ -245,6 +289,9 @@ const v1: LxdDialect = {
         "Register it in the stack that deploys the ingress proxy, or use provider 3 (host.lxd.provider: 3).",
     );
     problems.throwIfAny(`${what}: not possible with LXD provider 1.x`);
+  },
+  file(scope, id, _host, spec) {
+    return new ContainerFileA(scope, id, { containerName: spec.containerName, targetFile: spec.path, ...fileCommon(spec) });
   },
 };
 

@@ -22,7 +22,7 @@
 import { Construct } from "constructs";
 import { Fn } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
-import { InstanceFileA as InstanceFile } from "../../gen/providers/lxd/instance-file";
+import { lxdDialect } from "../core/lxd-dialect";
 import { KvEntries } from "../core/kv-entries";
 import type { PostgresRef } from "./postgres";
 import type { Host } from "../../lib/host";
@@ -119,17 +119,12 @@ export class PostgresDatabase extends Construct {
     this.password = new Password(this, "password", { length: 32, special: false });
 
     // Root-only in the server's container; the program that reads it publishes only a verifier.
-    const delivery = new InstanceFile(this, "password-delivery", {
-      instance: props.postgres.containerName,
-      project: props.postgres.host.lxd.project,
-      targetPath: `${POSTGRES_PASSWORDS_DIR}/${props.database}`,
+    const delivery = lxdDialect(props.postgres.host).file(this, "password-delivery", props.postgres.host, {
+      containerName: props.postgres.containerName,
+      path: `${POSTGRES_PASSWORDS_DIR}/${props.database}`,
       content: this.password.result,
-      mode: "0600",
-      uid: 0,
-      gid: 0,
-      createDirectories: true,
       // A new container of a server in this stack gets the password again in the same apply.
-      lifecycle: props.postgres.containerRevision ? { replaceTriggeredBy: [props.postgres.containerRevision] } : undefined,
+      replaceTriggeredBy: props.postgres.containerRevision,
     });
 
     const setting = (name: Parameters<typeof kvPaths.postgresDatabaseSetting>[1]) => kvPaths.postgresDatabaseSetting(props.database, name);
