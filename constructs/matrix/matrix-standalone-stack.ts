@@ -5,7 +5,7 @@
  * (TF_VAR_admin_password, TF_VAR_smtp_password), never part of the synthesized JSON.
  */
 import { Construct } from "constructs";
-import { TerraformStack, TerraformVariable } from "cdktf";
+import { TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import { Host } from "../../lib/host";
 import type { RawConfig } from "../../lib/config";
 import { HostProviders } from "../core/host-providers";
@@ -100,6 +100,13 @@ export class MatrixStandaloneStack extends TerraformStack {
           domain: project.turn_domain,
           adminEmail: project.admin.email,
         },
+      });
+      // A second project on this host (`modules.deploy: false`) needs coturn's secret as its
+      // `turn_shared_secret` variable: `terraform output -raw turn_shared_secret`.
+      new TerraformOutput(this, "turn_shared_secret", {
+        value: this.modules.turn.sharedSecret,
+        sensitive: true,
+        description: "coturn's static-auth-secret, for other projects that register with these modules",
       });
     } else {
       const turnSecret = new TerraformVariable(this, "turn_shared_secret", {
