@@ -173,7 +173,7 @@ async function main() {
     run("npm", ["run", "--silent", "build"], { cwd: ROOT });
   });
   await step("local host up", () => stream("bash", [path.join(ROOT, "scripts", "host.sh"), "up", configFile]).then((r) => assert(r.status === 0, r.tail)));
-  await step("images (built or reused)", () => stream("bash", [path.join(ROOT, "scripts", "images.sh"), "--config", configFile]).then((r) => assert(r.status === 0, r.tail)));
+  await step("images (built or reused)", () => stream("bash", [path.join(ROOT, "scripts", "images.sh")]).then((r) => assert(r.status === 0, r.tail)));
 
   fs.rmSync(WORK, { recursive: true, force: true });
   prepareWork(workA, cfg);
@@ -198,7 +198,8 @@ async function main() {
   });
 
   const proxyName = containersOf(["ingress-proxy", `${cfg.host.id}-ingress`]).find((c) => c.includes("ingress")) ?? "ingress-proxy";
-  const ca = lxcExec(proxyName, ["sh", "-c", "cat /var/lib/shared-certs/fallback.fullchain.pem 2>/dev/null || cat /etc/haproxy/certs/fallback.pem | sed -n '/BEGIN CERT/,/END CERT/p'"]);
+  // The one certificate the client trusts: the proxy's self-signed fallback, read from its container.
+  const ca = lxcExec(proxyName, ["cat", "/var/certs/fallback.fullchain.pem"]);
   client = proxyClient({ address: publicIp, names: Object.values(names).concat(["second.example.org", "matrix.second.example.org"]), ca });
   const f = client.fetch;
   const base = `https://${names.matrix}`;
