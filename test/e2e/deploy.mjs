@@ -20,6 +20,8 @@ import YAML from "yaml";
 import { log, run, stream, lxcExec, waitFor, sleep } from "./support/shell.mjs";
 import { proxyClient, get } from "./support/net.mjs";
 import { login, createUserViaAdminApi, readMessages, conversation } from "./support/matrix.mjs";
+// The test suite's TURN client, compiled by `npm run test:e2e` (test/e2e/tsconfig.json).
+import { TurnClient } from "../../dist-e2e/test/support/turn-client.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const args = process.argv.slice(2);
@@ -247,6 +249,22 @@ async function main() {
     assert(turn.uris.some((u) => u.startsWith("turn:")) && turn.uris.some((u) => u.startsWith("turns:")), `uris: ${turn.uris}`);
     assert(/^\d+:/.test(turn.username) && turn.password && turn.ttl > 0, `credentials: ${JSON.stringify({ ...turn, password: "…" })}`);
     figures.turn = turn;
+  });
+  await check("coturn: allocation with those credentials; a public peer permitted, a private one refused", async () => {
+    assert(figures.turn, "no TURN credentials from Synapse");
+    const port = cfg.modules?.coturn?.listening_port ?? 3478;
+    const turn = await TurnClient.connect(publicIp, port);
+    try {
+      const allocation = await turn.allocate(figures.turn.username, figures.turn.password);
+      assert(allocation.ok, `Allocate: ${JSON.stringify(allocation)}`);
+      // Permission answers only: no data is sent to any peer.
+      const publicPeer = await turn.createPermission("1.2.3.4");
+      assert(publicPeer.ok, `CreatePermission 1.2.3.4: ${JSON.stringify(publicPeer)}`);
+      const privatePeer = await turn.createPermission(`${netPart}.${hostParts.synapse}`);
+      assert(!privatePeer.ok && privatePeer.code === 403, `CreatePermission to Synapse's address: ${JSON.stringify(privatePeer)}`);
+    } finally {
+      await turn.close();
+    }
   });
 
   await check("Element's config.json names this homeserver", async () => {
