@@ -4,7 +4,8 @@
  * addresses its proxy devices listen on. Every construct on the host takes the same `Host`,
  * so its address plan sees every static address handed out on that host, across stacks.
  */
-import { Problems, isPort } from "./problems";
+import { PORT_RULE, Problems, isPort } from "./problems";
+import { portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
 import { AddressPlan } from "./address-plan";
 
 export interface HostIpv6Props {
@@ -169,7 +170,11 @@ export class Host {
   }
 }
 
-function validateHostProps(props: HostProps, problems: Problems): void {
+/** Linux limits interface names, and so LXD bridge names, to 15 characters. */
+export const MAX_NETWORK_NAME_LENGTH = 15;
+
+/** Records every problem with a host description; exported so the configuration file reports the same rules. */
+export function validateHostProps(props: HostProps, problems: Problems): void {
   problems.check(
     /^[A-Za-z0-9]+$/.test(props.hostId ?? ""),
     "host.hostId",
@@ -182,6 +187,24 @@ function validateHostProps(props: HostProps, problems: Problems): void {
     `must be the first three octets of an IPv4 /24 such as "10.10.1", got ${JSON.stringify(props.ipv4NetworkPart)}`,
   );
   problems.check(isIpv4(props.publicIpv4 ?? ""), "host.publicIpv4", `must be an IPv4 address, got ${JSON.stringify(props.publicIpv4)}`);
+  const networkOk = parts.length === 3 && isIpv4(`${props.ipv4NetworkPart}.0`);
+  const unusable = networkOk ? unusableIpv4Network(props.ipv4NetworkPart) : undefined;
+  if (unusable) problems.add("host.ipv4NetworkPart", `${props.ipv4NetworkPart}.0/24 is in ${unusable}, which a container network cannot use; choose a private range such as 10.10.1`);
+  if (networkOk && isIpv4(props.publicIpv4 ?? "") && props.publicIpv4.startsWith(`${props.ipv4NetworkPart}.`) && props.publicIpv4 !== `${props.ipv4NetworkPart}.1`) {
+    problems.add(
+      "host.publicIpv4",
+      `${props.publicIpv4} is an address of the container network ${props.ipv4NetworkPart}.0/24; the proxy devices listen on one of the host's own addresses (its public address, or ${props.ipv4NetworkPart}.1)`,
+    );
+  }
+  const bridge = props.networkName ?? props.hostId ?? "";
+  if (bridge.length > MAX_NETWORK_NAME_LENGTH) {
+    problems.add(
+      props.networkName === undefined ? "host.hostId" : "host.networkName",
+      props.networkName === undefined
+        ? `is also the LXD bridge name when no network name is given, and Linux limits that to ${MAX_NETWORK_NAME_LENGTH} characters (got ${bridge.length}); shorten it or name the network`
+        : `Linux limits bridge names to ${MAX_NETWORK_NAME_LENGTH} characters, got ${bridge.length}`,
+    );
+  }
   if (props.externalIpv4 !== undefined) {
     problems.check(isIpv4(props.externalIpv4), "host.externalIpv4", `must be an IPv4 address, got ${JSON.stringify(props.externalIpv4)}`);
   }
@@ -195,8 +218,18 @@ function validateHostProps(props: HostProps, problems: Problems): void {
     if (props.ipv6.subnet !== undefined) {
       problems.check(HEXTET.test(props.ipv6.subnet), "host.ipv6.subnet", `must be one hextet such as "1", got ${JSON.stringify(props.ipv6.subnet)}`);
     }
-    if (props.ipv6.publicAddress !== undefined) {
-      problems.check(isIpv6(props.ipv6.publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address, got ${JSON.stringify(props.ipv6.publicAddress)}`);
+    const prefixUnusable = hextets.length === 4 && hextets.every((h) => HEXTET.test(h)) ? unusableIpv6Prefix(props.ipv6.prefix) : undefined;
+    if (prefixUnusable) problems.add("host.ipv6.prefix", `${props.ipv6.prefix}::/64 is in ${prefixUnusable}, which a container network cannot use; choose a unique local prefix such as fd10:10:10:1`);
+    const publicAddress = props.ipv6.publicAddress;
+    if (publicAddress !== undefined) {
+      problems.check(isIpv6(publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address in lower case, got ${JSON.stringify(publicAddress)}`);
+      const containerNet = `${props.ipv6.prefix}::${props.ipv6.subnet ?? "1"}:`;
+      if (isIpv6(publicAddress) && publicAddress.startsWith(containerNet) && publicAddress !== `${containerNet}1`) {
+        problems.add(
+          "host.ipv6.publicAddress",
+          `${publicAddress} is an address of the container network ${containerNet}0/112; the proxy devices listen on one of the host's own addresses`,
+        );
+      }
     }
   }
   if (props.dhcpRange) {
@@ -205,6 +238,14 @@ function validateHostProps(props: HostProps, problems: Problems): void {
       Number.isInteger(first) && Number.isInteger(last) && first >= 2 && first <= last && last <= 254,
       "host.dhcpRange",
       `must satisfy 2 <= first <= last <= 254, got ${first}-${last}`,
+    );
+  }
+  const consulPort = props.consul?.address !== undefined ? portOfAddress(props.consul.address) : undefined;
+  if (props.consul?.address !== undefined) {
+    problems.check(
+      consulPort !== undefined && isPort(consulPort),
+      "host.consul.address",
+      `must be host:port with a port that is ${PORT_RULE}, got ${JSON.stringify(props.consul.address)}`,
     );
   }
   if (props.consul?.dnsPort !== undefined) {

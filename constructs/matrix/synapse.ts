@@ -11,7 +11,7 @@ import { Construct } from "constructs";
 import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../../lib/host";
-import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, isEmail, isPort, isResourceName } from "../../lib/problems";
+import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName } from "../../lib/problems";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -230,7 +230,7 @@ function validate(props: SynapseProps, path: string): void {
     "adminUser",
     `must be a Matrix user name of 1-64 characters from a-z, 0-9 and ._=-/+, got ${JSON.stringify(props.adminUser)}`,
   );
-  problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be an e-mail address such as admin@example.com, got ${JSON.stringify(props.adminEmail)}`);
+  problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
   if (props.version !== undefined) {
     problems.check(VERSION.test(props.version), "version", `must be a Synapse release such as ${SYNAPSE_VERSION}, got ${JSON.stringify(props.version)}`);
   }
