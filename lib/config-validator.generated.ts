@@ -6,14 +6,14 @@
  */
 import type { ValidateFunction } from "ajv";
 
-export const CONFIG_VALIDATOR_DIGEST = "sha256:5ae9d4b5b61c8871f90bf836019b879d87d524d4fd4079b93d05edc48c5fd367";
+export const CONFIG_VALIDATOR_DIGEST = "sha256:17ff1022cd377b132047709485ab2365ec3f974347f4a202678961921e95cdca";
 
 export const validateConfig = ((): ValidateFunction => {
   const module = { exports: {} };
 module.exports = validate10;
 module.exports.default = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","rule":"letters and digits only","maxLength":32,"description":"Host id: letters and digits only; at most 15 characters unless network_name is set (it names the LXD bridge). Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","rule":"the first three octets of an IPv4 /24 such as 10.10.1","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","rule":"four lower-case hextets without a trailing :: such as fd10:10:10:1","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","rule":"one lower-case hextet such as 1","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"IPv4 address the proxy devices for public ports listen on."},"external_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","rule":"an IPv6 address such as 2001:db8::10","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","rule":"1-15 lower-case letters, digits and dashes, starting with a letter or digit (Linux limits interface names to 15 characters)","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"address":{"type":"string","pattern":"^(unix://[^\\s]*|https://[^\\s]+)$","rule":"unix://, unix:///path/to/unix.socket or https://host:8443","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","rule":"letters, digits and dashes","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"$ref":"#/definitions/line","description":"Client certificate file for an https remote."},"client_key_file":{"$ref":"#/definitions/line","description":"Client key file for an https remote."},"project":{"$ref":"#/definitions/line","default":"default","description":"LXD project."},"storage_pool":{"$ref":"#/definitions/line","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"$ref":"#/definitions/line"},"default":["default"],"description":"Profiles every container gets."},"target":{"$ref":"#/definitions/line","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes","description":"Simplestreams server for stock images."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","rule":"host:port or [IPv6]:port such as 10.10.1.1:8500","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","rule":"letters, digits, dashes and underscores","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","rule":"lower-case letters, digits and dashes","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port (greater than min_port)."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z][a-z0-9-]*[a-z0-9]$","rule":"lower-case letters, digits and dashes, starting with a letter and not ending with a dash","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/-]+$","rule":"a Matrix localpart: lower-case letters, digits and . _ = / -","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"$ref":"#/definitions/email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"$ref":"#/definitions/line","description":"SMTP login. With a username, the password comes from TF_VAR_smtp_password."},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","pattern":"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$","rule":"an e-mail address, or a name and an address in angle brackets such as Example <noreply@example.com>, on one line","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","rule":"two upper-case letters such as GB (an ISO 3166-1 alpha-2 code)","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"$ref":"#/definitions/line"},"url":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Synapse version; changing it replaces the Synapse container, data stays."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."},"email":{"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."},"line":{"type":"string","minLength":1,"pattern":"^[^\\u0000-\\u001f\\u007f]+$","rule":"one line of text without control characters (no line breaks or tabs)"},"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"},"releaseUrl":{"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."},"image":{"$ref":"#/definitions/line","description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}}}};
-const schema12 = {"type":"string","minLength":1,"pattern":"^[^\\u0000-\\u001f\\u007f]+$","rule":"one line of text without control characters (no line breaks or tabs)"};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","rule":"letters and digits only","maxLength":32,"description":"Host id: letters and digits only; at most 15 characters unless network_name is set (it names the LXD bridge). Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","rule":"the first three octets of an IPv4 /24 such as 10.10.1","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1. Not in the loopback, link-local, multicast or reserved ranges."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","rule":"four lower-case hextets without a trailing :: such as fd10:10:10:1","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Not in ::/16, link-local or multicast ranges. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","rule":"one lower-case hextet such as 1","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"IPv4 address the proxy devices for public ports listen on: one of the host's own addresses, never a container's (the host's .1 on the container network is allowed)."},"external_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","rule":"an IPv6 address such as 2001:db8::10","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix; never a container's address."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","rule":"1-15 lower-case letters, digits and dashes, starting with a letter or digit (Linux limits interface names to 15 characters)","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"address":{"type":"string","pattern":"^(unix://[^\\s]*|https://[^\\s]+)$","rule":"unix://, unix:///path/to/unix.socket or https://host:8443","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","rule":"letters, digits and dashes","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"$ref":"#/definitions/line","description":"Client certificate file for an https remote."},"client_key_file":{"$ref":"#/definitions/line","description":"Client key file for an https remote."},"project":{"$ref":"#/definitions/line","default":"default","description":"LXD project."},"storage_pool":{"$ref":"#/definitions/line","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"$ref":"#/definitions/line"},"default":["default"],"description":"Profiles every container gets."},"target":{"$ref":"#/definitions/line","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes","description":"Simplestreams server for stock images."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","rule":"host:port or [IPv6]:port such as 10.10.1.1:8500, the port from 1 to 65535","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","rule":"letters, digits, dashes and underscores","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","rule":"lower-case letters, digits and dashes","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP. Not 80 or 443 (the ingress proxy), not inside the relay range, not tls_listening_port."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS. Not 80 or 443 (the ingress proxy), not inside the relay range."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port: at least 1024 (relay ports are unprivileged)."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port: greater than min_port; the range spans at most 16384 ports."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z][a-z0-9-]*[a-z0-9]$","rule":"lower-case letters, digits and dashes, starting with a letter and not ending with a dash","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>; not <domain>, matrix.<domain> or element.<domain>, which have their own certificate. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/-]+$","rule":"a Matrix localpart: lower-case letters, digits and . _ = / -","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"$ref":"#/definitions/email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"$ref":"#/definitions/line","description":"SMTP login. With a username, the password comes from TF_VAR_smtp_password."},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","pattern":"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$","rule":"an e-mail address, or a name and an address in angle brackets such as Example <noreply@example.com>, on one line","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","rule":"an ISO 3166-1 alpha-2 country code in upper case such as GB","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"$ref":"#/definitions/line"},"url":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Synapse version; changing it replaces the Synapse container, data stays."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."},"email":{"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."},"line":{"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"},"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"},"releaseUrl":{"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."},"image":{"$ref":"#/definitions/line","description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}}}};
+const schema12 = {"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"};
 const schema19 = {"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."};
 const schema23 = {"type":"integer","minimum":1,"maximum":65535};
 const schema27 = {"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."};
@@ -28,7 +28,7 @@ const pattern3 = new RegExp("^[0-9a-f]{1,4}$", "u");
 const pattern4 = new RegExp("^[a-z0-9][a-z0-9-]{0,14}$", "u");
 const pattern5 = new RegExp("^(unix://[^\\s]*|https://[^\\s]+)$", "u");
 const pattern6 = new RegExp("^[A-Za-z0-9-]+$", "u");
-const pattern7 = new RegExp("^[^\\u0000-\\u001f\\u007f]+$", "u");
+const pattern7 = new RegExp("^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$", "u");
 const pattern13 = new RegExp("^https://[^\\s'\"]+$", "u");
 const pattern14 = new RegExp("^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$", "u");
 const pattern15 = new RegExp("^[A-Za-z0-9_-]+$", "u");
@@ -98,8 +98,8 @@ errors++;
 if(data.image !== undefined){
 let data1 = data.image;
 if(typeof data1 === "string"){
-if(func3(data1) < 1){
-const err4 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data1)){
+const err4 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -108,8 +108,9 @@ vErrors.push(err4);
 }
 errors++;
 }
-if(!pattern7.test(data1)){
-const err5 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+else {
+const err5 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -119,8 +120,9 @@ vErrors.push(err5);
 errors++;
 }
 }
+}
 else {
-const err6 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -129,23 +131,11 @@ vErrors.push(err6);
 }
 errors++;
 }
-}
-}
-else {
-const err7 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err7];
-}
-else {
-vErrors.push(err7);
-}
-errors++;
-}
 validate11.errors = vErrors;
 return errors === 0;
 }
 
-const schema39 = {"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}};
+const schema39 = {"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}};
 const schema41 = {"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."};
 const pattern33 = new RegExp("^[0-9a-f]{64}$", "u");
 const pattern34 = new RegExp("^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$", "u");
@@ -244,8 +234,8 @@ errors++;
 if(data.image !== undefined){
 let data3 = data.image;
 if(typeof data3 === "string"){
-if(func3(data3) < 1){
-const err7 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data3)){
+const err7 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -254,8 +244,9 @@ vErrors.push(err7);
 }
 errors++;
 }
-if(!pattern7.test(data3)){
-const err8 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+else {
+const err8 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -265,25 +256,14 @@ vErrors.push(err8);
 errors++;
 }
 }
+}
 else {
-const err9 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err9 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err9];
 }
 else {
 vErrors.push(err9);
-}
-errors++;
-}
-}
-}
-else {
-const err10 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err10];
-}
-else {
-vErrors.push(err10);
 }
 errors++;
 }
@@ -652,8 +632,8 @@ errors++;
 if(data9.client_certificate_file !== undefined){
 let data12 = data9.client_certificate_file;
 if(typeof data12 === "string"){
-if(func3(data12) < 1){
-const err29 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data12)){
+const err29 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -662,8 +642,9 @@ vErrors.push(err29);
 }
 errors++;
 }
-if(!pattern7.test(data12)){
-const err30 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+else {
+const err30 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -673,8 +654,11 @@ vErrors.push(err30);
 errors++;
 }
 }
-else {
-const err31 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.client_key_file !== undefined){
+let data13 = data9.client_key_file;
+if(typeof data13 === "string"){
+if(!pattern7.test(data13)){
+const err31 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -684,11 +668,8 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data9.client_key_file !== undefined){
-let data13 = data9.client_key_file;
-if(typeof data13 === "string"){
-if(func3(data13) < 1){
-const err32 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err32 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -697,8 +678,12 @@ vErrors.push(err32);
 }
 errors++;
 }
-if(!pattern7.test(data13)){
-const err33 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+if(data9.project !== undefined){
+let data14 = data9.project;
+if(typeof data14 === "string"){
+if(!pattern7.test(data14)){
+const err33 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -709,7 +694,7 @@ errors++;
 }
 }
 else {
-const err34 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err34 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -719,11 +704,11 @@ vErrors.push(err34);
 errors++;
 }
 }
-if(data9.project !== undefined){
-let data14 = data9.project;
-if(typeof data14 === "string"){
-if(func3(data14) < 1){
-const err35 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data9.storage_pool !== undefined){
+let data15 = data9.storage_pool;
+if(typeof data15 === "string"){
+if(!pattern7.test(data15)){
+const err35 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -732,59 +717,14 @@ vErrors.push(err35);
 }
 errors++;
 }
-if(!pattern7.test(data14)){
-const err36 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+else {
+const err36 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err36];
 }
 else {
 vErrors.push(err36);
-}
-errors++;
-}
-}
-else {
-const err37 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err37];
-}
-else {
-vErrors.push(err37);
-}
-errors++;
-}
-}
-if(data9.storage_pool !== undefined){
-let data15 = data9.storage_pool;
-if(typeof data15 === "string"){
-if(func3(data15) < 1){
-const err38 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err38];
-}
-else {
-vErrors.push(err38);
-}
-errors++;
-}
-if(!pattern7.test(data15)){
-const err39 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
-if(vErrors === null){
-vErrors = [err39];
-}
-else {
-vErrors.push(err39);
-}
-errors++;
-}
-}
-else {
-const err40 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err40];
-}
-else {
-vErrors.push(err40);
 }
 errors++;
 }
@@ -796,8 +736,56 @@ const len0 = data16.length;
 for(let i0=0; i0<len0; i0++){
 let data17 = data16[i0];
 if(typeof data17 === "string"){
-if(func3(data17) < 1){
-const err41 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data17)){
+const err37 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+}
+else {
+const err38 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+}
+}
+else {
+const err39 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+if(data9.target !== undefined){
+let data18 = data9.target;
+if(typeof data18 === "string"){
+if(!pattern7.test(data18)){
+const err40 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+}
+else {
+const err41 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -806,8 +794,12 @@ vErrors.push(err41);
 }
 errors++;
 }
-if(!pattern7.test(data17)){
-const err42 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+if(data9.image_server !== undefined){
+let data19 = data9.image_server;
+if(typeof data19 === "string"){
+if(!pattern13.test(data19)){
+const err42 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -818,7 +810,7 @@ errors++;
 }
 }
 else {
-const err43 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err43 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -830,7 +822,7 @@ errors++;
 }
 }
 else {
-const err44 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err44 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -840,11 +832,12 @@ vErrors.push(err44);
 errors++;
 }
 }
-if(data9.target !== undefined){
-let data18 = data9.target;
-if(typeof data18 === "string"){
-if(func3(data18) < 1){
-const err45 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data0.consul !== undefined){
+let data20 = data0.consul;
+if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
+for(const key3 in data20){
+if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
+const err45 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -853,8 +846,12 @@ vErrors.push(err45);
 }
 errors++;
 }
-if(!pattern7.test(data18)){
-const err46 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+if(data20.address !== undefined){
+let data21 = data20.address;
+if(typeof data21 === "string"){
+if(!pattern14.test(data21)){
+const err46 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -865,7 +862,7 @@ errors++;
 }
 }
 else {
-const err47 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err47 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -875,11 +872,11 @@ vErrors.push(err47);
 errors++;
 }
 }
-if(data9.image_server !== undefined){
-let data19 = data9.image_server;
-if(typeof data19 === "string"){
-if(!pattern13.test(data19)){
-const err48 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
+if(data20.datacenter !== undefined){
+let data22 = data20.datacenter;
+if(typeof data22 === "string"){
+if(!pattern15.test(data22)){
+const err48 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -890,7 +887,7 @@ errors++;
 }
 }
 else {
-const err49 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err49 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -900,9 +897,11 @@ vErrors.push(err49);
 errors++;
 }
 }
-}
-else {
-const err50 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data20.dns_domain !== undefined){
+let data23 = data20.dns_domain;
+if(typeof data23 === "string"){
+if(!pattern16.test(data23)){
+const err50 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -912,12 +911,8 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data0.consul !== undefined){
-let data20 = data0.consul;
-if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
-for(const key3 in data20){
-if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
-const err51 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+else {
+const err51 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -927,11 +922,9 @@ vErrors.push(err51);
 errors++;
 }
 }
-if(data20.address !== undefined){
-let data21 = data20.address;
-if(typeof data21 === "string"){
-if(!pattern14.test(data21)){
-const err52 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
+}
+else {
+const err52 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -941,8 +934,9 @@ vErrors.push(err52);
 errors++;
 }
 }
+}
 else {
-const err53 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err53 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -952,11 +946,12 @@ vErrors.push(err53);
 errors++;
 }
 }
-if(data20.datacenter !== undefined){
-let data22 = data20.datacenter;
-if(typeof data22 === "string"){
-if(!pattern15.test(data22)){
-const err54 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
+if(data.modules !== undefined){
+let data24 = data.modules;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+for(const key4 in data24){
+if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
+const err54 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -966,89 +961,14 @@ vErrors.push(err54);
 errors++;
 }
 }
-else {
-const err55 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data24.deploy !== undefined){
+if(typeof data24.deploy !== "boolean"){
+const err55 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err55];
 }
 else {
 vErrors.push(err55);
-}
-errors++;
-}
-}
-if(data20.dns_domain !== undefined){
-let data23 = data20.dns_domain;
-if(typeof data23 === "string"){
-if(!pattern16.test(data23)){
-const err56 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
-if(vErrors === null){
-vErrors = [err56];
-}
-else {
-vErrors.push(err56);
-}
-errors++;
-}
-}
-else {
-const err57 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err57];
-}
-else {
-vErrors.push(err57);
-}
-errors++;
-}
-}
-}
-else {
-const err58 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err58];
-}
-else {
-vErrors.push(err58);
-}
-errors++;
-}
-}
-}
-else {
-const err59 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err59];
-}
-else {
-vErrors.push(err59);
-}
-errors++;
-}
-}
-if(data.modules !== undefined){
-let data24 = data.modules;
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-for(const key4 in data24){
-if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
-const err60 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err60];
-}
-else {
-vErrors.push(err60);
-}
-errors++;
-}
-}
-if(data24.deploy !== undefined){
-if(typeof data24.deploy !== "boolean"){
-const err61 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err61];
-}
-else {
-vErrors.push(err61);
 }
 errors++;
 }
@@ -1076,12 +996,12 @@ let data29 = data24.coturn;
 if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
 for(const key5 in data29){
 if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
-const err62 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+const err56 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
-vErrors = [err62];
+vErrors = [err56];
 }
 else {
-vErrors.push(err62);
+vErrors.push(err56);
 }
 errors++;
 }
@@ -1089,33 +1009,33 @@ errors++;
 if(data29.host_part !== undefined){
 let data30 = data29.host_part;
 if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-const err63 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err57 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
-vErrors = [err63];
+vErrors = [err57];
 }
 else {
-vErrors.push(err63);
+vErrors.push(err57);
 }
 errors++;
 }
 if((typeof data30 == "number") && (isFinite(data30))){
 if(data30 > 254 || isNaN(data30)){
-const err64 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+const err58 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
-vErrors = [err64];
+vErrors = [err58];
 }
 else {
-vErrors.push(err64);
+vErrors.push(err58);
 }
 errors++;
 }
 if(data30 < 2 || isNaN(data30)){
-const err65 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+const err59 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
-vErrors = [err65];
+vErrors = [err59];
 }
 else {
-vErrors.push(err65);
+vErrors.push(err59);
 }
 errors++;
 }
@@ -1124,8 +1044,78 @@ errors++;
 if(data29.image !== undefined){
 let data31 = data29.image;
 if(typeof data31 === "string"){
-if(func3(data31) < 1){
-const err66 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data31)){
+const err60 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(vErrors === null){
+vErrors = [err60];
+}
+else {
+vErrors.push(err60);
+}
+errors++;
+}
+}
+else {
+const err61 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err61];
+}
+else {
+vErrors.push(err61);
+}
+errors++;
+}
+}
+if(data29.listening_port !== undefined){
+let data32 = data29.listening_port;
+if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
+const err62 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err62];
+}
+else {
+vErrors.push(err62);
+}
+errors++;
+}
+if((typeof data32 == "number") && (isFinite(data32))){
+if(data32 > 65535 || isNaN(data32)){
+const err63 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err63];
+}
+else {
+vErrors.push(err63);
+}
+errors++;
+}
+if(data32 < 1 || isNaN(data32)){
+const err64 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err64];
+}
+else {
+vErrors.push(err64);
+}
+errors++;
+}
+}
+}
+if(data29.tls_listening_port !== undefined){
+let data33 = data29.tls_listening_port;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err65 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err65];
+}
+else {
+vErrors.push(err65);
+}
+errors++;
+}
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 65535 || isNaN(data33)){
+const err66 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1134,8 +1124,8 @@ vErrors.push(err66);
 }
 errors++;
 }
-if(!pattern7.test(data31)){
-const err67 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+if(data33 < 1 || isNaN(data33)){
+const err67 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1145,8 +1135,11 @@ vErrors.push(err67);
 errors++;
 }
 }
-else {
-const err68 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data29.min_port !== undefined){
+let data34 = data29.min_port;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err68 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1155,11 +1148,9 @@ vErrors.push(err68);
 }
 errors++;
 }
-}
-if(data29.listening_port !== undefined){
-let data32 = data29.listening_port;
-if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-const err69 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err69 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1168,9 +1159,8 @@ vErrors.push(err69);
 }
 errors++;
 }
-if((typeof data32 == "number") && (isFinite(data32))){
-if(data32 > 65535 || isNaN(data32)){
-const err70 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data34 < 1 || isNaN(data34)){
+const err70 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1179,8 +1169,12 @@ vErrors.push(err70);
 }
 errors++;
 }
-if(data32 < 1 || isNaN(data32)){
-const err71 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data29.max_port !== undefined){
+let data35 = data29.max_port;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err71 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1189,12 +1183,9 @@ vErrors.push(err71);
 }
 errors++;
 }
-}
-}
-if(data29.tls_listening_port !== undefined){
-let data33 = data29.tls_listening_port;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err72 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 65535 || isNaN(data35)){
+const err72 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1203,9 +1194,8 @@ vErrors.push(err72);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err73 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data35 < 1 || isNaN(data35)){
+const err73 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1214,8 +1204,11 @@ vErrors.push(err73);
 }
 errors++;
 }
-if(data33 < 1 || isNaN(data33)){
-const err74 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+}
+else {
+const err74 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1226,10 +1219,8 @@ errors++;
 }
 }
 }
-if(data29.min_port !== undefined){
-let data34 = data29.min_port;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err75 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err75 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1238,9 +1229,12 @@ vErrors.push(err75);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 65535 || isNaN(data34)){
-const err76 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data.project !== undefined){
+let data36 = data.project;
+if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
+if(data36.id === undefined){
+const err76 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1249,8 +1243,8 @@ vErrors.push(err76);
 }
 errors++;
 }
-if(data34 < 1 || isNaN(data34)){
-const err77 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data36.domain === undefined){
+const err77 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1259,12 +1253,8 @@ vErrors.push(err77);
 }
 errors++;
 }
-}
-}
-if(data29.max_port !== undefined){
-let data35 = data29.max_port;
-if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
-const err78 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data36.turn_domain === undefined){
+const err78 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1273,9 +1263,8 @@ vErrors.push(err78);
 }
 errors++;
 }
-if((typeof data35 == "number") && (isFinite(data35))){
-if(data35 > 65535 || isNaN(data35)){
-const err79 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data36.admin === undefined){
+const err79 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1284,8 +1273,9 @@ vErrors.push(err79);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err80 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key6 in data36){
+if(!(func2.call(schema11.properties.project.properties, key6))){
+const err80 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1295,10 +1285,11 @@ vErrors.push(err80);
 errors++;
 }
 }
-}
-}
-else {
-const err81 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data36.id !== undefined){
+let data37 = data36.id;
+if(typeof data37 === "string"){
+if(func3(data37) > 15){
+const err81 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1307,10 +1298,8 @@ vErrors.push(err81);
 }
 errors++;
 }
-}
-}
-else {
-const err82 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(!pattern19.test(data37)){
+const err82 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z][a-z0-9-]*[a-z0-9]$"},message:"must match pattern \""+"^[a-z][a-z0-9-]*[a-z0-9]$"+"\""};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1320,11 +1309,8 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data.project !== undefined){
-let data36 = data.project;
-if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
-if(data36.id === undefined){
-const err83 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
+else {
+const err83 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1333,8 +1319,12 @@ vErrors.push(err83);
 }
 errors++;
 }
-if(data36.domain === undefined){
-const err84 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
+}
+if(data36.domain !== undefined){
+let data38 = data36.domain;
+if(typeof data38 === "string"){
+if(func3(data38) > 253){
+const err84 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1343,8 +1333,8 @@ vErrors.push(err84);
 }
 errors++;
 }
-if(data36.turn_domain === undefined){
-const err85 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
+if(!pattern20.test(data38)){
+const err85 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1353,8 +1343,9 @@ vErrors.push(err85);
 }
 errors++;
 }
-if(data36.admin === undefined){
-const err86 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
+}
+else {
+const err86 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1363,9 +1354,12 @@ vErrors.push(err86);
 }
 errors++;
 }
-for(const key6 in data36){
-if(!(func2.call(schema11.properties.project.properties, key6))){
-const err87 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+if(data36.turn_domain !== undefined){
+let data39 = data36.turn_domain;
+if(typeof data39 === "string"){
+if(func3(data39) > 253){
+const err87 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1374,12 +1368,8 @@ vErrors.push(err87);
 }
 errors++;
 }
-}
-if(data36.id !== undefined){
-let data37 = data36.id;
-if(typeof data37 === "string"){
-if(func3(data37) > 15){
-const err88 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
+if(!pattern20.test(data39)){
+const err88 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1388,8 +1378,9 @@ vErrors.push(err88);
 }
 errors++;
 }
-if(!pattern19.test(data37)){
-const err89 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z][a-z0-9-]*[a-z0-9]$"},message:"must match pattern \""+"^[a-z][a-z0-9-]*[a-z0-9]$"+"\""};
+}
+else {
+const err89 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1399,8 +1390,11 @@ vErrors.push(err89);
 errors++;
 }
 }
-else {
-const err90 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data36.admin !== undefined){
+let data40 = data36.admin;
+if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
+if(data40.username === undefined){
+const err90 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1409,12 +1403,8 @@ vErrors.push(err90);
 }
 errors++;
 }
-}
-if(data36.domain !== undefined){
-let data38 = data36.domain;
-if(typeof data38 === "string"){
-if(func3(data38) > 253){
-const err91 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data40.email === undefined){
+const err91 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1423,8 +1413,9 @@ vErrors.push(err91);
 }
 errors++;
 }
-if(!pattern20.test(data38)){
-const err92 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+for(const key7 in data40){
+if(!((key7 === "username") || (key7 === "email"))){
+const err92 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1434,8 +1425,11 @@ vErrors.push(err92);
 errors++;
 }
 }
-else {
-const err93 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data40.username !== undefined){
+let data41 = data40.username;
+if(typeof data41 === "string"){
+if(func3(data41) > 64){
+const err93 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1444,12 +1438,8 @@ vErrors.push(err93);
 }
 errors++;
 }
-}
-if(data36.turn_domain !== undefined){
-let data39 = data36.turn_domain;
-if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err94 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(!pattern22.test(data41)){
+const err94 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/-]+$"},message:"must match pattern \""+"^[a-z0-9._=/-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1458,8 +1448,9 @@ vErrors.push(err94);
 }
 errors++;
 }
-if(!pattern20.test(data39)){
-const err95 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+else {
+const err95 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1469,8 +1460,11 @@ vErrors.push(err95);
 errors++;
 }
 }
-else {
-const err96 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data40.email !== undefined){
+let data42 = data40.email;
+if(typeof data42 === "string"){
+if(func3(data42) > 254){
+const err96 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/maxLength",keyword:"maxLength",params:{limit: 254},message:"must NOT have more than 254 characters"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1479,12 +1473,8 @@ vErrors.push(err96);
 }
 errors++;
 }
-}
-if(data36.admin !== undefined){
-let data40 = data36.admin;
-if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
-if(data40.username === undefined){
-const err97 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
+if(!pattern23.test(data42)){
+const err97 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"},message:"must match pattern \""+"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1493,8 +1483,9 @@ vErrors.push(err97);
 }
 errors++;
 }
-if(data40.email === undefined){
-const err98 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
+}
+else {
+const err98 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1503,9 +1494,10 @@ vErrors.push(err98);
 }
 errors++;
 }
-for(const key7 in data40){
-if(!((key7 === "username") || (key7 === "email"))){
-const err99 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+}
+else {
+const err99 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1515,11 +1507,11 @@ vErrors.push(err99);
 errors++;
 }
 }
-if(data40.username !== undefined){
-let data41 = data40.username;
-if(typeof data41 === "string"){
-if(func3(data41) > 64){
-const err100 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
+if(data36.smtp !== undefined){
+let data43 = data36.smtp;
+if(data43 && typeof data43 == "object" && !Array.isArray(data43)){
+if(data43.host === undefined){
+const err100 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1528,8 +1520,8 @@ vErrors.push(err100);
 }
 errors++;
 }
-if(!pattern22.test(data41)){
-const err101 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/-]+$"},message:"must match pattern \""+"^[a-z0-9._=/-]+$"+"\""};
+if(data43.port === undefined){
+const err101 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1538,9 +1530,9 @@ vErrors.push(err101);
 }
 errors++;
 }
-}
-else {
-const err102 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key8 in data43){
+if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
+const err102 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1550,11 +1542,11 @@ vErrors.push(err102);
 errors++;
 }
 }
-if(data40.email !== undefined){
-let data42 = data40.email;
-if(typeof data42 === "string"){
-if(func3(data42) > 254){
-const err103 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/maxLength",keyword:"maxLength",params:{limit: 254},message:"must NOT have more than 254 characters"};
+if(data43.host !== undefined){
+let data44 = data43.host;
+if(typeof data44 === "string"){
+if(func3(data44) > 253){
+const err103 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1563,8 +1555,8 @@ vErrors.push(err103);
 }
 errors++;
 }
-if(!pattern23.test(data42)){
-const err104 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"},message:"must match pattern \""+"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"+"\""};
+if(!pattern20.test(data44)){
+const err104 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1575,7 +1567,7 @@ errors++;
 }
 }
 else {
-const err105 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err105 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1585,9 +1577,10 @@ vErrors.push(err105);
 errors++;
 }
 }
-}
-else {
-const err106 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data43.port !== undefined){
+let data45 = data43.port;
+if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
+const err106 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1596,12 +1589,9 @@ vErrors.push(err106);
 }
 errors++;
 }
-}
-if(data36.smtp !== undefined){
-let data43 = data36.smtp;
-if(data43 && typeof data43 == "object" && !Array.isArray(data43)){
-if(data43.host === undefined){
-const err107 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if((typeof data45 == "number") && (isFinite(data45))){
+if(data45 > 65535 || isNaN(data45)){
+const err107 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1610,8 +1600,8 @@ vErrors.push(err107);
 }
 errors++;
 }
-if(data43.port === undefined){
-const err108 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+if(data45 < 1 || isNaN(data45)){
+const err108 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1620,9 +1610,13 @@ vErrors.push(err108);
 }
 errors++;
 }
-for(const key8 in data43){
-if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
-const err109 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+}
+if(data43.username !== undefined){
+let data46 = data43.username;
+if(typeof data46 === "string"){
+if(!pattern7.test(data46)){
+const err109 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1632,11 +1626,8 @@ vErrors.push(err109);
 errors++;
 }
 }
-if(data43.host !== undefined){
-let data44 = data43.host;
-if(typeof data44 === "string"){
-if(func3(data44) > 253){
-const err110 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+else {
+const err110 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1645,8 +1636,10 @@ vErrors.push(err110);
 }
 errors++;
 }
-if(!pattern20.test(data44)){
-const err111 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+if(data43.starttls !== undefined){
+if(typeof data43.starttls !== "boolean"){
+const err111 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1656,8 +1649,9 @@ vErrors.push(err111);
 errors++;
 }
 }
-else {
-const err112 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data43.ssl !== undefined){
+if(typeof data43.ssl !== "boolean"){
+const err112 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1667,10 +1661,11 @@ vErrors.push(err112);
 errors++;
 }
 }
-if(data43.port !== undefined){
-let data45 = data43.port;
-if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
-const err113 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data43.from !== undefined){
+let data49 = data43.from;
+if(typeof data49 === "string"){
+if(!pattern26.test(data49)){
+const err113 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/pattern",keyword:"pattern",params:{pattern: "^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"},message:"must match pattern \""+"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"+"\""};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1679,9 +1674,9 @@ vErrors.push(err113);
 }
 errors++;
 }
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 > 65535 || isNaN(data45)){
-const err114 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err114 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1690,8 +1685,10 @@ vErrors.push(err114);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err115 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err115 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1701,12 +1698,11 @@ vErrors.push(err115);
 errors++;
 }
 }
-}
-if(data43.username !== undefined){
-let data46 = data43.username;
-if(typeof data46 === "string"){
-if(func3(data46) < 1){
-const err116 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data36.default_country_code !== undefined){
+let data50 = data36.default_country_code;
+if(typeof data50 === "string"){
+if(!pattern27.test(data50)){
+const err116 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1715,8 +1711,9 @@ vErrors.push(err116);
 }
 errors++;
 }
-if(!pattern7.test(data46)){
-const err117 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+}
+else {
+const err117 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1726,8 +1723,11 @@ vErrors.push(err117);
 errors++;
 }
 }
-else {
-const err118 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data36.room_complexity !== undefined){
+let data51 = data36.room_complexity;
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 <= 0 || isNaN(data51)){
+const err118 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1737,9 +1737,8 @@ vErrors.push(err118);
 errors++;
 }
 }
-if(data43.starttls !== undefined){
-if(typeof data43.starttls !== "boolean"){
-const err119 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err119 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1749,9 +1748,9 @@ vErrors.push(err119);
 errors++;
 }
 }
-if(data43.ssl !== undefined){
-if(typeof data43.ssl !== "boolean"){
-const err120 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data36.allow_public_rooms_without_auth !== undefined){
+if(typeof data36.allow_public_rooms_without_auth !== "boolean"){
+const err120 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1761,113 +1760,14 @@ vErrors.push(err120);
 errors++;
 }
 }
-if(data43.from !== undefined){
-let data49 = data43.from;
-if(typeof data49 === "string"){
-if(!pattern26.test(data49)){
-const err121 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/pattern",keyword:"pattern",params:{pattern: "^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"},message:"must match pattern \""+"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"+"\""};
+if(data36.allow_public_rooms_over_federation !== undefined){
+if(typeof data36.allow_public_rooms_over_federation !== "boolean"){
+const err121 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err121];
 }
 else {
 vErrors.push(err121);
-}
-errors++;
-}
-}
-else {
-const err122 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err122];
-}
-else {
-vErrors.push(err122);
-}
-errors++;
-}
-}
-}
-else {
-const err123 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err123];
-}
-else {
-vErrors.push(err123);
-}
-errors++;
-}
-}
-if(data36.default_country_code !== undefined){
-let data50 = data36.default_country_code;
-if(typeof data50 === "string"){
-if(!pattern27.test(data50)){
-const err124 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
-if(vErrors === null){
-vErrors = [err124];
-}
-else {
-vErrors.push(err124);
-}
-errors++;
-}
-}
-else {
-const err125 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err125];
-}
-else {
-vErrors.push(err125);
-}
-errors++;
-}
-}
-if(data36.room_complexity !== undefined){
-let data51 = data36.room_complexity;
-if((typeof data51 == "number") && (isFinite(data51))){
-if(data51 <= 0 || isNaN(data51)){
-const err126 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
-if(vErrors === null){
-vErrors = [err126];
-}
-else {
-vErrors.push(err126);
-}
-errors++;
-}
-}
-else {
-const err127 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
-if(vErrors === null){
-vErrors = [err127];
-}
-else {
-vErrors.push(err127);
-}
-errors++;
-}
-}
-if(data36.allow_public_rooms_without_auth !== undefined){
-if(typeof data36.allow_public_rooms_without_auth !== "boolean"){
-const err128 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err128];
-}
-else {
-vErrors.push(err128);
-}
-errors++;
-}
-}
-if(data36.allow_public_rooms_over_federation !== undefined){
-if(typeof data36.allow_public_rooms_over_federation !== "boolean"){
-const err129 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err129];
-}
-else {
-vErrors.push(err129);
 }
 errors++;
 }
@@ -1880,7 +1780,102 @@ for(let i1=0; i1<len1; i1++){
 let data55 = data54[i1];
 if(data55 && typeof data55 == "object" && !Array.isArray(data55)){
 if(data55.text === undefined){
-const err130 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
+const err122 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
+if(vErrors === null){
+vErrors = [err122];
+}
+else {
+vErrors.push(err122);
+}
+errors++;
+}
+if(data55.url === undefined){
+const err123 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
+if(vErrors === null){
+vErrors = [err123];
+}
+else {
+vErrors.push(err123);
+}
+errors++;
+}
+for(const key9 in data55){
+if(!((key9 === "text") || (key9 === "url"))){
+const err124 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err124];
+}
+else {
+vErrors.push(err124);
+}
+errors++;
+}
+}
+if(data55.text !== undefined){
+let data56 = data55.text;
+if(typeof data56 === "string"){
+if(!pattern7.test(data56)){
+const err125 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(vErrors === null){
+vErrors = [err125];
+}
+else {
+vErrors.push(err125);
+}
+errors++;
+}
+}
+else {
+const err126 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err126];
+}
+else {
+vErrors.push(err126);
+}
+errors++;
+}
+}
+if(data55.url !== undefined){
+let data57 = data55.url;
+if(typeof data57 === "string"){
+if(!pattern13.test(data57)){
+const err127 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
+if(vErrors === null){
+vErrors = [err127];
+}
+else {
+vErrors.push(err127);
+}
+errors++;
+}
+}
+else {
+const err128 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err128];
+}
+else {
+vErrors.push(err128);
+}
+errors++;
+}
+}
+}
+else {
+const err129 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err129];
+}
+else {
+vErrors.push(err129);
+}
+errors++;
+}
+}
+}
+else {
+const err130 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1889,8 +1884,13 @@ vErrors.push(err130);
 }
 errors++;
 }
-if(data55.url === undefined){
-const err131 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
+}
+if(data36.host_parts !== undefined){
+let data58 = data36.host_parts;
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+for(const key10 in data58){
+if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
+const err131 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1899,9 +1899,11 @@ vErrors.push(err131);
 }
 errors++;
 }
-for(const key9 in data55){
-if(!((key9 === "text") || (key9 === "url"))){
-const err132 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+if(data58.synapse !== undefined){
+let data59 = data58.synapse;
+if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
+const err132 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1910,12 +1912,9 @@ vErrors.push(err132);
 }
 errors++;
 }
-}
-if(data55.text !== undefined){
-let data56 = data55.text;
-if(typeof data56 === "string"){
-if(func3(data56) < 1){
-const err133 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if((typeof data59 == "number") && (isFinite(data59))){
+if(data59 > 254 || isNaN(data59)){
+const err133 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1924,8 +1923,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-if(!pattern7.test(data56)){
-const err134 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
+if(data59 < 2 || isNaN(data59)){
+const err134 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1935,8 +1934,11 @@ vErrors.push(err134);
 errors++;
 }
 }
-else {
-const err135 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data58.element !== undefined){
+let data60 = data58.element;
+if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
+const err135 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1945,12 +1947,9 @@ vErrors.push(err135);
 }
 errors++;
 }
-}
-if(data55.url !== undefined){
-let data57 = data55.url;
-if(typeof data57 === "string"){
-if(!pattern13.test(data57)){
-const err136 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
+if((typeof data60 == "number") && (isFinite(data60))){
+if(data60 > 254 || isNaN(data60)){
+const err136 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1959,9 +1958,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-}
-else {
-const err137 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data60 < 2 || isNaN(data60)){
+const err137 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1972,8 +1970,10 @@ errors++;
 }
 }
 }
-else {
-const err138 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data58.synapse_admin !== undefined){
+let data61 = data58.synapse_admin;
+if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
+const err138 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1982,10 +1982,9 @@ vErrors.push(err138);
 }
 errors++;
 }
-}
-}
-else {
-const err139 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 > 254 || isNaN(data61)){
+const err139 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1994,13 +1993,8 @@ vErrors.push(err139);
 }
 errors++;
 }
-}
-if(data36.host_parts !== undefined){
-let data58 = data36.host_parts;
-if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
-for(const key10 in data58){
-if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
-const err140 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+if(data61 < 2 || isNaN(data61)){
+const err140 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -2010,10 +2004,10 @@ vErrors.push(err140);
 errors++;
 }
 }
-if(data58.synapse !== undefined){
-let data59 = data58.synapse;
-if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
-const err141 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+}
+else {
+const err141 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -2022,9 +2016,13 @@ vErrors.push(err141);
 }
 errors++;
 }
-if((typeof data59 == "number") && (isFinite(data59))){
-if(data59 > 254 || isNaN(data59)){
-const err142 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data36.synapse !== undefined){
+let data62 = data36.synapse;
+if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
+for(const key11 in data62){
+if(!((key11 === "version") || (key11 === "image"))){
+const err142 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -2033,8 +2031,12 @@ vErrors.push(err142);
 }
 errors++;
 }
-if(data59 < 2 || isNaN(data59)){
-const err143 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+if(data62.version !== undefined){
+let data63 = data62.version;
+if(typeof data63 === "string"){
+if(!pattern30.test(data63)){
+const err143 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -2044,11 +2046,8 @@ vErrors.push(err143);
 errors++;
 }
 }
-}
-if(data58.element !== undefined){
-let data60 = data58.element;
-if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
-const err144 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err144 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -2057,9 +2056,12 @@ vErrors.push(err144);
 }
 errors++;
 }
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 > 254 || isNaN(data60)){
-const err145 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data62.image !== undefined){
+let data64 = data62.image;
+if(typeof data64 === "string"){
+if(!pattern7.test(data64)){
+const err145 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -2068,8 +2070,9 @@ vErrors.push(err145);
 }
 errors++;
 }
-if(data60 < 2 || isNaN(data60)){
-const err146 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+else {
+const err146 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -2080,136 +2083,13 @@ errors++;
 }
 }
 }
-if(data58.synapse_admin !== undefined){
-let data61 = data58.synapse_admin;
-if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
-const err147 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err147 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err147];
 }
 else {
 vErrors.push(err147);
-}
-errors++;
-}
-if((typeof data61 == "number") && (isFinite(data61))){
-if(data61 > 254 || isNaN(data61)){
-const err148 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
-if(vErrors === null){
-vErrors = [err148];
-}
-else {
-vErrors.push(err148);
-}
-errors++;
-}
-if(data61 < 2 || isNaN(data61)){
-const err149 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
-if(vErrors === null){
-vErrors = [err149];
-}
-else {
-vErrors.push(err149);
-}
-errors++;
-}
-}
-}
-}
-else {
-const err150 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err150];
-}
-else {
-vErrors.push(err150);
-}
-errors++;
-}
-}
-if(data36.synapse !== undefined){
-let data62 = data36.synapse;
-if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
-for(const key11 in data62){
-if(!((key11 === "version") || (key11 === "image"))){
-const err151 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err151];
-}
-else {
-vErrors.push(err151);
-}
-errors++;
-}
-}
-if(data62.version !== undefined){
-let data63 = data62.version;
-if(typeof data63 === "string"){
-if(!pattern30.test(data63)){
-const err152 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
-if(vErrors === null){
-vErrors = [err152];
-}
-else {
-vErrors.push(err152);
-}
-errors++;
-}
-}
-else {
-const err153 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err153];
-}
-else {
-vErrors.push(err153);
-}
-errors++;
-}
-}
-if(data62.image !== undefined){
-let data64 = data62.image;
-if(typeof data64 === "string"){
-if(func3(data64) < 1){
-const err154 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err154];
-}
-else {
-vErrors.push(err154);
-}
-errors++;
-}
-if(!pattern7.test(data64)){
-const err155 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]+$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]+$"+"\""};
-if(vErrors === null){
-vErrors = [err155];
-}
-else {
-vErrors.push(err155);
-}
-errors++;
-}
-}
-else {
-const err156 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err156];
-}
-else {
-vErrors.push(err156);
-}
-errors++;
-}
-}
-}
-else {
-const err157 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err157];
-}
-else {
-vErrors.push(err157);
 }
 errors++;
 }
@@ -2228,24 +2108,24 @@ errors = vErrors.length;
 }
 }
 else {
-const err158 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err148 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err158];
+vErrors = [err148];
 }
 else {
-vErrors.push(err158);
+vErrors.push(err148);
 }
 errors++;
 }
 }
 }
 else {
-const err159 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err149 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err159];
+vErrors = [err149];
 }
 else {
-vErrors.push(err159);
+vErrors.push(err149);
 }
 errors++;
 }

@@ -144,7 +144,7 @@ function schemaAt(instancePath: string): any {
 
 function resolveRef(node: any): any {
   if (!node?.$ref) return node;
-  const target = (node.$ref as string).replace(/^#\//, "").split("/").reduce((n: any, p: string) => n?.[p], schema);
+  const target = resolveRef((node.$ref as string).replace(/^#\//, "").split("/").reduce((n: any, p: string) => n?.[p], schema));
   // The referenced definition says what is valid; the property says what it is for.
   return { ...target, ...node, $ref: undefined, description: target?.description ?? node.description };
 }
@@ -223,15 +223,11 @@ const WHOLE_FILE = "(whole file)";
 /** Aliases (*name) expanded before the file is refused: a few are normal, thousands are a resource attack. */
 const MAX_ALIAS_COUNT = 100;
 
-/** Plain words for the YAML parser's error codes; anything else keeps the parser's first sentence. */
+/** Plain words for the YAML parser's jargon; other errors keep the parser's own first sentence. */
 const YAML_ERROR_WORDS: Record<string, string> = {
   TAB_AS_INDENT: "a tab is used for indentation; indent with spaces",
-  BAD_INDENT: "the indentation does not line up with the lines around it",
-  MISSING_CHAR: "a closing bracket, brace or quote is missing",
-  BLOCK_AS_IMPLICIT_KEY: "a key is spread over several lines; keys and their colon go on one line",
-  MULTILINE_IMPLICIT_KEY: "a key is spread over several lines; keys and their colon go on one line",
-  UNEXPECTED_TOKEN: "unexpected text here; check the indentation and that every key ends with a colon and a space",
-  DUPLICATE_KEY: "a key is given twice in the same mapping",
+  BLOCK_AS_IMPLICIT_KEY: "a key and its value are not laid out as key: value on one line; check the indentation and the colon",
+  MULTILINE_IMPLICIT_KEY: "a key is spread over several lines; a key and its colon go on one line",
   BAD_ALIAS: "an alias (*name) refers to an anchor (&name) that is not defined before it",
 };
 
@@ -239,12 +235,13 @@ const YAML_ERROR_WORDS: Record<string, string> = {
 function parseYaml(text: string): { data: unknown; problems: Problem[] } {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text.replace(/^\uFEFF/, ""), { uniqueKeys: false, lineCounter, prettyErrors: false });
-  const lineOf = (offset: number | undefined) => (offset === undefined ? "?" : lineCounter.linePos(offset).line);
+  const lineOf = (offset: number | undefined): number | string => (offset === undefined ? "?" : lineCounter.linePos(offset).line);
   const list = Array.isArray(docs) ? docs : [];
   if (list.length > 1) {
+    const second = list[1].contents?.range[0] ?? list[1].range[0];
     return {
       data: undefined,
-      problems: [{ path: `line ${lineOf(list[1].range[0])}`, message: `the file holds ${list.length} YAML documents (separated by ---); the configuration is one document, so remove the extra ones` }],
+      problems: [{ path: `line ${lineOf(second)}`, message: `a second YAML document starts here (the file holds ${list.length}, separated by ---); the configuration is one document, so remove the extra ones` }],
     };
   }
   const doc = list[0];
@@ -252,13 +249,11 @@ function parseYaml(text: string): { data: unknown; problems: Problem[] } {
     return { data: undefined, problems: [{ path: WHOLE_FILE, message: "is empty; start from config/example.yaml" }] };
   }
   if (doc.errors.length > 0) {
-    return {
-      data: undefined,
-      problems: doc.errors.map((e) => ({
-        path: `line ${e.linePos?.[0].line ?? lineOf(e.pos[0])}${e.linePos ? `, column ${e.linePos[0].col}` : ""}`,
-        message: YAML_ERROR_WORDS[e.code] ?? `is not valid YAML: ${e.message.split(/\n|; please| at line/)[0]}`,
-      })),
-    };
+    // Only the first: the parser's later errors usually follow from it.
+    const first = doc.errors[0];
+    const { line, col } = lineCounter.linePos(first.pos[0]);
+    const words = YAML_ERROR_WORDS[first.code] ?? first.message.split(/\n|; please| at line/)[0].replace(/^./, (c) => c.toLowerCase());
+    return { data: undefined, problems: [{ path: `line ${line}, column ${col}`, message: words }] };
   }
   const duplicates = duplicateKeys(doc.contents as Node, "", lineOf);
   if (duplicates.length > 0) return { data: undefined, problems: duplicates };
@@ -310,9 +305,12 @@ export function parseConfig(text: string, source = "configuration", env: NodeJS.
   }
   const problems = new Problems();
   const validate = compiled();
-  if (!validate(data)) {
+  if (validate(data)) {
+    crossFieldChecks(data as RawConfig, problems, env);
+  } else {
+    const errors = validate.errors ?? [];
     const seen = new Set<string>();
-    for (const error of validate.errors ?? []) {
+    for (const error of errors) {
       const { path: at, message } = describe(error, data);
       const key = `${at}: ${message}`;
       if (!seen.has(key)) {
@@ -320,11 +318,30 @@ export function parseConfig(text: string, source = "configuration", env: NodeJS.
         problems.add(at, message);
       }
     }
-  } else {
-    crossFieldChecks(data as RawConfig, problems, env);
+    // Every problem at once: the cross-field rules also run, on what the schema accepted.
+    // A rule that needs a refused value is skipped rather than reported twice or on guesses.
+    const reported = new Set(problems.list.map((p) => p.path));
+    const cross = new Problems();
+    try {
+      crossFieldChecks(withoutRefused(data, errors), cross, env);
+    } catch {
+      // A section of the wrong shape: the schema's problems say what to fix first.
+    }
+    problems.addAll(cross.list.filter((p) => !reported.has(p.path) && !/\bundefined\b/.test(p.message)));
   }
   problems.throwIfAny(`${source} is invalid`);
   return data as RawConfig;
+}
+
+/** A copy of `data` without the values the schema refused (optional ones then take their defaults). */
+function withoutRefused(data: object, errors: readonly ErrorObject[]): RawConfig {
+  const copy = structuredClone(data) as any;
+  for (const error of errors) {
+    const parts = error.instancePath.split("/").slice(1);
+    const parent = parts.slice(0, -1).reduce((v: any, p) => v?.[p], copy);
+    if (parts.length > 0 && parent && typeof parent === "object") delete parent[parts[parts.length - 1]];
+  }
+  return copy;
 }
 
 /**

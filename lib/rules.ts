@@ -31,7 +31,7 @@ export function checkTurnPorts(ports: TurnPorts, problems: Problems, name: (fiel
   problems.check(listeningPort !== tlsListeningPort, name("tlsListeningPort"), `must differ from ${name("listeningPort")} (both are ${listeningPort})`);
   if (!isPort(minPort) || !isPort(maxPort)) return;
   if (minPort >= maxPort) {
-    problems.add(name("minPort"), `must be less than ${name("maxPort")} (the relay range is ${name("minPort")}-${name("maxPort")}), got ${minPort} >= ${maxPort}`);
+    problems.add(name("minPort"), `must be less than ${name("maxPort")} (got ${minPort} >= ${maxPort})`);
     return;
   }
   problems.check(
@@ -42,7 +42,7 @@ export function checkTurnPorts(ports: TurnPorts, problems: Problems, name: (fiel
   problems.check(
     maxPort - minPort + 1 <= MAX_RELAY_PORTS,
     name("maxPort"),
-    `the relay range ${name("minPort")}-${name("maxPort")} may span at most ${MAX_RELAY_PORTS} ports, got ${minPort}-${maxPort} (${maxPort - minPort + 1})`,
+    `the relay range may span at most ${MAX_RELAY_PORTS} ports, got ${minPort}-${maxPort} (${maxPort - minPort + 1} ports)`,
   );
   for (const field of ["listeningPort", "tlsListeningPort"] as const) {
     const port = ports[field];

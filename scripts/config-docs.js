@@ -13,8 +13,8 @@ const END = "<!-- config-reference:end -->";
 
 const resolve = (node) => {
   if (!node || !node.$ref) return node;
-  const target = node.$ref.replace(/^#\//, "").split("/").reduce((n, p) => n[p], schema);
-  return { ...target, ...node, description: node.description || target.description };
+  const target = resolve(node.$ref.replace(/^#\//, "").split("/").reduce((n, p) => n[p], schema));
+  return { ...target, ...node, $ref: undefined, description: node.description || target.description };
 };
 
 function typeOf(node) {
