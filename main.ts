@@ -41,9 +41,10 @@ function main(): number {
   } catch (err) {
     return report(err, source);
   }
+  // App makes <outdir>/stacks when it is missing; on a refusal those empty directories go again.
   const outdir = process.env.CDKTF_OUTDIR ?? "cdktf.out";
-  const outdirExisted = fs.existsSync(outdir);
-  const app = new App(); // creates outdir when it is missing
+  const madeByApp = [path.join(outdir, "stacks"), outdir].filter((dir) => !fs.existsSync(dir));
+  const app = new App();
   try {
     new MatrixStandaloneStack(app, config.project.id, { config });
     const errors = validationErrors(app);
@@ -54,8 +55,7 @@ function main(): number {
       );
     }
   } catch (err) {
-    // Only the empty directory App just made; anything else in it is not ours to remove.
-    if (!outdirExisted) fs.rmdirSync(outdir);
+    for (const dir of madeByApp) fs.rmdirSync(dir);
     if (err instanceof ValidationError && !err.message.startsWith(source)) {
       return report(new ValidationError(err.problems, `${source} passed the configuration checks but a construct refused it (please report this): ${err.message.split(":\n")[0]}`), source);
     }

@@ -153,6 +153,25 @@ describe("bad configurations get a clear error naming the YAML field", () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  test("a refusal only a construct makes is still reported as a problem, without a stack trace", () => {
+    // Simulates a rule the configuration checks miss: they skip the host rules, Host still applies them.
+    const preload = path.join(dir, "skip-host-rules.js");
+    fs.writeFileSync(preload, `require(${JSON.stringify(path.join(ROOT, "dist", "lib", "host.js"))}).validateHostProps = () => {};\n`);
+    const file = path.join(dir, "construct-only.yaml");
+    fs.writeFileSync(file, variant((c) => (c.host.id = "matrixhostnumber17")));
+    const out = path.join(dir, "construct-only-out");
+    const result = spawnSync(process.execPath, ["-r", preload, MAIN, file], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, CDKTF_OUTDIR: out },
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/passed the configuration checks but a construct refused it \(please report this\)/);
+    expect(result.stderr).toMatch(/^  - host\.hostId: .*15 characters/m);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   test("every pattern and format in the schema states its rule in words", () => {
     const missing: string[] = [];
     const walk = (node: any, at: string) => {

@@ -139,3 +139,38 @@ describe("precompiled configuration validator", () => {
     expect(result.status).toBe(0);
   });
 });
+
+describe("what the configuration checks accept, the constructs accept", () => {
+  // Edge values the schema and the cross-field rules allow; the stack must build from each.
+  const edges: [string, (c: any) => void][] = [
+    ["a two-letter project id", (c) => (c.project.id = "ab")],
+    ["a 15-character project id", (c) => (c.project.id = "a23456789012345")],
+    ["a 15-character host id", (c) => (c.host.id = "Matrixhost12345")],
+    ["a long domain", (c) => { c.project.domain = `${"a".repeat(60)}.${"b".repeat(60)}.${"c".repeat(60)}.${"d".repeat(50)}.example`; c.project.turn_domain = "turn.example.com"; }],
+    ["an IDN top-level domain", (c) => { c.project.domain = "example.xn--p1ai"; c.project.turn_domain = "turn.example.xn--p1ai"; }],
+    ["an e-mail address with plus and upper case", (c) => (c.project.admin.email = "Admin+matrix@Example.COM")],
+    ["an admin localpart with every allowed symbol", (c) => (c.project.admin.username = "a.b=c/d-e_f")],
+    ["the widest relay range from the first unprivileged port", (c) => Object.assign(c.modules.coturn, { min_port: 1024, max_port: 17407, listening_port: 1, tls_listening_port: 65535 })],
+    ["the lowest and highest static host parts", (c) => (c.project.host_parts = { synapse: 2, element: 98, synapse_admin: 99 })],
+    ["an https LXD remote and a Consul address by name", (c) => { c.host.lxd = { address: "https://lxd.example.com:8443", remote_name: "far-away", client_certificate_file: "/etc/lxd/client.crt", client_key_file: "/etc/lxd/client.key", profiles: ["default", "releases"], image_server: "https://images.example.com/" }; c.host.consul = { address: "consul.example.com:8500", datacenter: "dc_1" }; }],
+    ["an IPv6 Consul address", (c) => (c.host.consul = { address: "[fd10:10:10:1::1]:8500" })],
+    ["a unix socket path", (c) => (c.host.lxd.address = "unix:///var/snap/lxd/common/lxd/unix.socket")],
+    ["public IPv6, external IPv4 and the highest subnet hextet", (c) => Object.assign(c.host, { public_ipv6: "2001:db8::10", external_ipv4: "198.51.100.7", ipv6_subnet: "ffff" })],
+    ["the host's gateway as the public address", (c) => (c.host.public_ipv4 = "10.10.1.1")],
+    ["a fractional room complexity and another country", (c) => Object.assign(c.project, { room_complexity: 0.5, default_country_code: "DE" })],
+    ["a footer link with query and fragment", (c) => (c.project.element_footer_links = [{ text: "Über uns", url: "https://example.com/a?b=c#d" }])],
+    ["Synapse's own From format", (c) => (c.project.smtp = { host: "smtp.example.com", port: 25, username: "matrix@example.com", from: "%(app)s homeserver <noreply@example.com>" })],
+    ["pinned releases from file:// and https", (c) => { c.project.element = { version: "1.11.90", sha256: "a".repeat(64), url: "file:///srv/releases/element.tar.gz" }; c.project.synapse_admin = { version: "0.10.3", sha256: "b".repeat(64), url: "https://mirror.example.com/sa.tgz" }; c.project.synapse = { version: "1.200.0" }; }],
+    ["pre-built images", (c) => { c.modules.postgres = { image: "local:postgres-17" }; c.project.synapse = { image: "matrix-synapse" }; c.project.element = { image: "images:debian/12" }; }],
+  ];
+
+  test.each(edges)("%s", (_name, change) => {
+    const config = parseConfig(variant(change), "edge.yaml", {});
+    const { App } = require("cdktf") as typeof import("cdktf");
+    const { MatrixStandaloneStack } = require("../constructs/matrix/matrix-standalone-stack") as typeof import("../constructs/matrix/matrix-standalone-stack");
+    const app = new App({ outdir: fs.mkdtempSync(path.join(require("os").tmpdir(), "edge-")) });
+    new MatrixStandaloneStack(app, config.project.id, { config });
+    expect(app.node.findAll().flatMap((c) => c.node.validate())).toEqual([]);
+    fs.rmSync(app.outdir, { recursive: true, force: true });
+  });
+});
