@@ -6,7 +6,7 @@
  */
 import { PORT_RULE, Problems, isPort } from "./problems";
 import { portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
-import { AddressPlan } from "./address-plan";
+import { AddressPlan, PublicPortPlan } from "./address-plan";
 
 export interface HostIpv6Props {
   /** The /64 prefix as four hextets without a trailing `::`, e.g. `fd10:10:10:1`. */
@@ -99,6 +99,8 @@ export class Host {
     HostLxdProps;
   readonly consul: Required<HostConsulProps>;
   readonly addresses: AddressPlan;
+  /** Ports the proxy devices listen on, across every stack that shares this Host. */
+  readonly publicPorts = new PublicPortPlan();
 
   constructor(props: HostProps) {
     const problems = new Problems();
