@@ -451,8 +451,8 @@ function crossFieldChecks(config: RawConfig, problems: Problems, env: NodeJS.Pro
   };
   checkTurnPorts(ports, problems, (field) => TURN_FIELDS[field]);
   const listeners: PublicListener[] = [
-    { owner: "the ingress proxy (HTTP)", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.http },
-    { owner: "the ingress proxy (HTTPS)", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.https },
+    { owner: "the ingress proxy's HTTP port", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.http },
+    { owner: "the ingress proxy's HTTPS port", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.https },
   ];
   for (const protocol of ["udp", "tcp"] as const) {
     listeners.push({ owner: TURN_FIELDS.listeningPort, protocol, first: ports.listeningPort });

@@ -32,7 +32,8 @@ function capped(text: string, max: number): string {
 /** A value as a message quotes it: JSON, cut after 60 characters. */
 export function quote(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
-  return text.length <= 60 ? text : `${text.slice(0, 57)}…" (${text.length} characters)`;
+  const length = typeof value === "string" ? value.length : text.length;
+  return text.length <= 60 ? text : `${text.slice(0, 57)}…" (${length} characters)`;
 }
 
 /** Accumulates problems; `throwIfAny` raises one ValidationError naming them all. */

@@ -71,7 +71,7 @@ const invalid: [string, string | Buffer, string, RegExp][] = [
   ["room complexity 0", variant((c) => (c.project.room_complexity = 0)), "project.room_complexity", /^must be a number above 0, got 0$/],
   ["an empty SMTP username", variant((c) => (c.project.smtp = { host: "smtp.example.com", port: 587, username: "" })), "project.smtp.username", /^is not valid, got "": must be one line of text, not blank/],
   ["a huge value", variant((c) => (c.project.domain = `${"a".repeat(100000)}.com`)), "project.domain", /^must be at most 253 characters, got 100004$/],
-  ["a huge value that is quoted", variant((c) => (c.project.smtp = { host: "smtp.example.com", port: 587, from: "x".repeat(100000) })), "project.smtp.from", /got "x{10,60}…" \(100002 characters\)/],
+  ["a huge value that is quoted", variant((c) => (c.project.smtp = { host: "smtp.example.com", port: 587, from: "x".repeat(100000) })), "project.smtp.from", /got "x{10,60}…" \(100000 characters\)/],
   ["a country code Element does not know", variant((c) => (c.project.default_country_code = "XX")), "project.default_country_code", /ISO 3166-1 alpha-2/],
   ["a footer link text of spaces", variant((c) => (c.project.element_footer_links[0].text = "   ")), "project.element_footer_links[0].text", /not blank/],
   // Secrets written into the file
@@ -101,8 +101,8 @@ const invalid: [string, string | Buffer, string, RegExp][] = [
   ["a public IPv6 that is a container's address", variant((c) => (c.host.public_ipv6 = "fd10:10:10:1::1:20")), "host.public_ipv6", /container network/],
   ["a Consul port above 65535", variant((c) => (c.host.consul = { address: "10.10.1.1:70000" })), "host.consul.address", /port that is an integer from 1 to 65535/],
   ["a Consul port 0", variant((c) => (c.host.consul = { address: "[fd10:10:10:1::1]:0" })), "host.consul.address", /from 1 to 65535/],
-  ["the coturn TLS port on the HTTPS port", variant((c) => (c.modules.coturn.tls_listening_port = 443)), "modules.coturn.tls_listening_port", /tcp 443 .* taken by the ingress proxy \(HTTPS\)/],
-  ["the coturn port on the HTTP port", variant((c) => (c.modules.coturn.listening_port = 80)), "modules.coturn.listening_port", /tcp 80 .* ingress proxy \(HTTP\)/],
+  ["the coturn TLS port on the HTTPS port", variant((c) => (c.modules.coturn.tls_listening_port = 443)), "modules.coturn.tls_listening_port", /tcp 443 .* taken by the ingress proxy's HTTPS port/],
+  ["the coturn port on the HTTP port", variant((c) => (c.modules.coturn.listening_port = 80)), "modules.coturn.listening_port", /tcp 80 .* ingress proxy's HTTP port/],
   // Header and line injection
   ["a From header with a CR/LF injection", variant((c) => (c.project.smtp = { host: "smtp.example.com", port: 587, from: "Example <noreply@example.com>\r\nBcc: victim@example.org" })), "project.smtp.from", /on one line/],
   ["a From header without an address", variant((c) => (c.project.smtp = { host: "smtp.example.com", port: 587, from: "Example homeserver" })), "project.smtp.from", /e-mail address/],
