@@ -5,7 +5,7 @@
  * so its address plan sees every static address handed out on that host, across stacks.
  */
 import { PORT_RULE, Problems, isPort } from "./problems";
-import { portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
+import { LXD_ADDRESS_PATTERN, LXD_ADDRESS_RULE, portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
 import { AddressPlan, PublicPortPlan } from "./address-plan";
 
 export interface HostIpv6Props {
@@ -255,9 +255,9 @@ export function validateHostProps(props: HostProps, problems: Problems): void {
   }
   if (props.lxd?.address !== undefined) {
     problems.check(
-      /^(unix:\/\/.*|https:\/\/[^/]+.*)$/.test(props.lxd.address),
+      LXD_ADDRESS_PATTERN.test(props.lxd.address),
       "host.lxd.address",
-      `must start with unix:// or https://, got ${JSON.stringify(props.lxd.address)}`,
+      `must be ${LXD_ADDRESS_RULE}, got ${JSON.stringify(props.lxd.address)}`,
     );
   }
 }

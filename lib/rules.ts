@@ -84,11 +84,16 @@ export function checkPublicListeners(listeners: readonly PublicListener[], probl
 export const RELEASE_URL_PATTERN = new RegExp(schema.definitions.releaseUrl.pattern);
 export const RELEASE_URL_RULE: string = schema.definitions.releaseUrl.rule;
 
+const lxdAddress = schema.properties.host.properties.lxd.properties.address;
+/** Where Terraform reaches the LXD API. */
+export const LXD_ADDRESS_PATTERN = new RegExp(lxdAddress.pattern);
+export const LXD_ADDRESS_RULE: string = lxdAddress.rule;
+
 /** Text that goes into one line of a config file or a mail header: no control characters (CR, LF, tab, NUL...). */
+const SINGLE_LINE = new RegExp(schema.definitions.line.pattern);
 export function isSingleLine(value: string): boolean {
   return SINGLE_LINE.test(value);
 }
-const SINGLE_LINE = new RegExp(schema.definitions.line.pattern);
 export const SINGLE_LINE_RULE: string = schema.definitions.line.rule;
 
 /** IPv4 ranges a container network cannot use. */

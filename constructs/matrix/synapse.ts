@@ -11,7 +11,8 @@ import { Construct } from "constructs";
 import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../../lib/host";
-import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName } from "../../lib/problems";
+import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName, quote } from "../../lib/problems";
+import { SINGLE_LINE_RULE, isSingleLine } from "../../lib/rules";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -260,6 +261,10 @@ function validate(props: SynapseProps, path: string): void {
     if (literal(smtp.host)) problems.check((smtp.host ?? "") !== "", "smtp.host", "must be the mail server's host name or address");
     problems.check(isPort(smtp.port), "smtp.port", `must be ${PORT_RULE}, got ${smtp.port}`);
     problems.check(smtp.password === undefined || smtp.user !== undefined, "smtp.user", "is required when smtp.password is set");
+    // They end up in SMTP commands and mail headers: a line break would inject more.
+    for (const [at, value] of [["smtp.host", smtp.host], ["smtp.user", smtp.user], ["smtp.notifFrom", smtp.notifFrom]] as const) {
+      if (value !== undefined && literal(value)) problems.check(isSingleLine(value), at, `must be ${SINGLE_LINE_RULE}, got ${quote(value)}`);
+    }
   }
   if (props.roomComplexity !== undefined) {
     problems.check(
