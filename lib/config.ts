@@ -233,8 +233,17 @@ const YAML_ERROR_WORDS: Record<string, string> = {
 
 /** Parses YAML text into plain data, turning every parser problem into a Problem with its line. */
 function parseYaml(text: string): { data: unknown; problems: Problem[] } {
+  try {
+    return parseYamlDocument(text);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return { data: undefined, problems: [{ path: WHOLE_FILE, message: "is nested too deeply to be a configuration" }] };
+  }
+}
+
+function parseYamlDocument(text: string): { data: unknown; problems: Problem[] } {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text.replace(/^\uFEFF/, ""), { uniqueKeys: false, lineCounter, prettyErrors: false });
+  const docs = parseAllDocuments(text.replace(/^\uFEFF/, ""), { uniqueKeys: false, lineCounter, prettyErrors: false, logLevel: "error" });
   const lineOf = (offset: number | undefined): number | string => (offset === undefined ? "?" : lineCounter.linePos(offset).line);
   const list = Array.isArray(docs) ? docs : [];
   if (list.length > 1) {
@@ -252,11 +261,13 @@ function parseYaml(text: string): { data: unknown; problems: Problem[] } {
     // Only the first: the parser's later errors usually follow from it.
     const first = doc.errors[0];
     const { line, col } = lineCounter.linePos(first.pos[0]);
-    const words = YAML_ERROR_WORDS[first.code] ?? first.message.split(/\n|; please| at line/)[0].replace(/^./, (c) => c.toLowerCase());
+    const words = /call stack/i.test(first.message)
+      ? "the nesting goes too deep to be a configuration"
+      : YAML_ERROR_WORDS[first.code] ?? first.message.split(/\n|; please| at line/)[0].replace(/^./, (c) => c.toLowerCase());
     return { data: undefined, problems: [{ path: `line ${line}, column ${col}`, message: words }] };
   }
-  const duplicates = duplicateKeys(doc.contents as Node, "", lineOf);
-  if (duplicates.length > 0) return { data: undefined, problems: duplicates };
+  const structure = structureProblems(doc.contents as Node, "", lineOf);
+  if (structure.length > 0) return { data: undefined, problems: structure };
   try {
     return { data: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }), problems: [] };
   } catch (err) {
@@ -267,23 +278,36 @@ function parseYaml(text: string): { data: unknown; problems: Problem[] } {
   }
 }
 
-/** Keys given twice in one mapping, with the dotted path and both lines. */
-function duplicateKeys(node: Node | null | undefined, at: string, lineOf: (offset: number | undefined) => number | string): Problem[] {
+/** The tags of plain data; anything else (!!binary, !!set, application tags) is not configuration. */
+const PLAIN_TAGS = new Set(["tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"]);
+
+/**
+ * What the YAML parser accepts but a configuration cannot hold: keys given twice in one
+ * mapping, keys that are lists or mappings, and tags other than plain data.
+ */
+function structureProblems(node: Node | null | undefined, at: string, lineOf: (offset: number | undefined) => number | string): Problem[] {
   const found: Problem[] = [];
+  if (node && "tag" in node && node.tag && !PLAIN_TAGS.has(node.tag)) {
+    found.push({ path: at || "(top level)", message: `uses the YAML tag ${node.tag.replace("tag:yaml.org,2002:", "!!")} (line ${lineOf(node.range?.[0])}); write a plain value instead` });
+  }
   if (isMap(node)) {
     const seen = new Map<string, number | string>();
     for (const pair of node.items) {
       const keyNode = pair.key as Node | null;
-      const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
-      const path = at ? `${at}.${key}` : key;
       const line = lineOf(keyNode?.range?.[0]);
+      if (keyNode !== null && !isScalar(keyNode)) {
+        found.push({ path: `line ${line}`, message: "a key is a list or a mapping; keys are plain names" });
+        continue;
+      }
+      const key = String(keyNode?.value);
+      const path = at ? `${at}.${key}` : key;
       const first = seen.get(key);
       if (first !== undefined) found.push({ path, message: `is given twice (lines ${first} and ${line}); a key may appear once in a mapping, keep one` });
       else seen.set(key, line);
-      found.push(...duplicateKeys(pair.value as Node | null, path, lineOf));
+      found.push(...structureProblems(pair.value as Node | null, path, lineOf));
     }
   } else if (isSeq(node)) {
-    node.items.forEach((item, i) => found.push(...duplicateKeys(item as Node, `${at}[${i}]`, lineOf)));
+    node.items.forEach((item, i) => found.push(...structureProblems(item as Node, `${at}[${i}]`, lineOf)));
   }
   return found;
 }

@@ -17,13 +17,14 @@ export class ValidationError extends Error {
     readonly problems: readonly Problem[],
     heading = "invalid configuration",
   ) {
-    super(`${heading}:\n${problems.map((p) => `  - ${p.path}: ${capped(p.message, MAX_MESSAGE_LENGTH)}`).join("\n")}`);
+    super(`${heading}:\n${problems.map((p) => `  - ${capped(p.path, MAX_PATH_LENGTH)}: ${capped(p.message, MAX_MESSAGE_LENGTH)}`).join("\n")}`);
     this.name = "ValidationError";
   }
 }
 
 /** Longest problem line printed: a huge value in a file is never echoed in full. */
 const MAX_MESSAGE_LENGTH = 400;
+const MAX_PATH_LENGTH = 120;
 
 function capped(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}… (${text.length} characters)`;

@@ -61,6 +61,12 @@ const invalid: [string, string | Buffer, string, RegExp][] = [
   ["a file of comments only", "# nothing yet\n", "(whole file)", /is empty/],
   ["a list at the top level", "- host\n- project\n", "(top level)", /must be a mapping of settings .*got a list/],
   ["a scalar at the top level", "example.com\n", "(top level)", /must be a mapping of settings .*got the text "example.com"/],
+  ["a binary value", replaced("storage_pool: default", "storage_pool: !!binary ZGVmYXVsdA=="), "host.lxd.storage_pool", /uses the YAML tag !!binary \(line 14\); write a plain value/],
+  ["an application tag", replaced("  id: ryo-matrix", "  id: !Ref ProjectId"), "project.id", /YAML tag !Ref/],
+  ["a list as a key", replaced("modules:\n", "? [a, b]\n: 1\nmodules:\n"), "line 16", /a key is a list or a mapping; keys are plain names/],
+  ["nesting thousands deep", `a: ${"[".repeat(20000)}${"]".repeat(20000)}\n`, "line 1, column 803", /nesting goes too deep/],
+  ["a key of 1000 characters", `${"k".repeat(1000)}: 1\n${EXAMPLE_TEXT}`, `${"k".repeat(119)}… (1000 characters)`, /is not a known setting/],
+  ["a key of 100 000 characters", `${"k".repeat(100000)}: 1\n${EXAMPLE_TEXT}`, "line 1, column 1", /must be at most 1024 chars after the start of an implicit block mapping key/],
   ["a tab used for indentation", replaced("  id: matrixhost", "\tid: matrixhost"), "line 7, column 1", /a tab is used for indentation; indent with spaces/],
   ["an unclosed flow sequence", replaced("storage_pool: default", "storage_pool: [default"), "line 16, column 1", /flow sequence .* must be sufficiently indented and end with a \]/],
   // What the schema checks, in plain words
