@@ -387,15 +387,23 @@ export function decodeConfig(bytes: Buffer, source = "configuration"): string {
   }
 }
 
+/** Larger files are refused unread: a configuration is a few kilobytes. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 /** Reads and validates a configuration file. */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): RawConfig {
+  const source = path.relative(process.cwd(), file) || file;
   let bytes: Buffer;
   try {
+    const size = fs.statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) {
+      throw new ValidationError([{ path: WHOLE_FILE, message: `is ${(size / 1048576).toFixed(1)} MiB; a configuration is a few kilobytes, so this is not the right file` }], `${source} is invalid`);
+    }
     bytes = fs.readFileSync(file);
   } catch (err) {
+    if (err instanceof ValidationError) throw err;
     throw new ValidationError([{ path: file, message: `cannot read the configuration file: ${(err as Error).message}` }], "configuration");
   }
-  const source = path.relative(process.cwd(), file) || file;
   return parseConfig(decodeConfig(bytes, source), source, env);
 }
 

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import { parse, stringify } from "yaml";
 import schema from "../schema/matrix-config.schema.json";
 
@@ -35,16 +35,43 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function synth(content: string | Buffer, name: string, outdir: string) {
-  const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, "-")}.yaml`);
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+const slug = (name: string) => name.replace(/[^a-z0-9]+/gi, "-");
+
+/** `node dist/main.js <file>` with CDKTF_OUTDIR=outdir, as a self-hoster runs it. */
+function synth(content: string | Buffer, name: string, outdir: string): Promise<Run> {
+  const file = path.join(dir, `${slug(name)}.yaml`);
   fs.writeFileSync(file, content);
   const started = Date.now();
-  const result = spawnSync(process.execPath, [MAIN, file], {
-    cwd: ROOT,
-    encoding: "utf8",
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, CDKTF_OUTDIR: outdir },
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, file], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, CDKTF_OUTDIR: outdir },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout, stderr, ms: Date.now() - started }));
   });
-  return { ...result, ms: Date.now() - started };
+}
+
+/** Runs every case a few at a time (each is a whole node process), keyed by name. */
+async function runAll(cases: readonly (readonly [string, string | Buffer, ...unknown[]])[], outdir: (name: string) => string): Promise<Map<string, Run>> {
+  const results = new Map<string, Run>();
+  const queue = [...cases];
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) results.set(next[0], await synth(next[1], next[0], outdir(next[0])));
+  };
+  await Promise.all(Array.from({ length: Math.max(2, os.cpus().length) }, worker));
+  return results;
 }
 
 // [description, file content, YAML path named in the error, what the message must say]
@@ -58,6 +85,7 @@ const invalid: [string, string | Buffer, string, RegExp][] = [
   ["a UTF-16 file without a byte order mark", Buffer.from(EXAMPLE_TEXT, "utf16le"), "(whole file)", /NUL bytes.*UTF-8/],
   ["a Latin-1 file", Buffer.from(replaced("username: admin", "username: admin # Zoë").replace("ë", "\u00eb"), "latin1"), "(whole file)", /not valid UTF-8 \(first bad byte on line 29\)/],
   ["an empty file", "", "(whole file)", /is empty/],
+  ["a 2 MiB file", `${EXAMPLE_TEXT}# ${"x".repeat(2 * 1024 * 1024)}\n`, "(whole file)", /is 2\.0 MiB; a configuration is a few kilobytes/],
   ["a file of comments only", "# nothing yet\n", "(whole file)", /is empty/],
   ["a list at the top level", "- host\n- project\n", "(top level)", /must be a mapping of settings .*got a list/],
   ["a scalar at the top level", "example.com\n", "(top level)", /must be a mapping of settings .*got the text "example.com"/],
@@ -126,17 +154,23 @@ function aliasBomb(): string {
 }
 
 describe("bad configurations get a clear error naming the YAML field", () => {
+  const outOf = (name: string) => path.join(dir, `out-${slug(name)}`);
+  const previousOf = (name: string) => path.join(outOf(name), "stacks", "ryo-matrix", "cdk.tf.json");
+  let results: Map<string, Run>;
+  beforeAll(async () => {
+    for (const [name] of invalid) {
+      fs.mkdirSync(path.dirname(previousOf(name)), { recursive: true });
+      fs.writeFileSync(previousOf(name), '{"previous": true}');
+    }
+    results = await runAll(invalid, outOf);
+  }, 300_000);
+
   test("covers at least 40 invalid configurations", () => {
     expect(invalid.length).toBeGreaterThanOrEqual(40);
   });
 
-  test.each(invalid)("%s", (name, content, field, message) => {
-    const out = path.join(dir, `out-${name.replace(/[^a-z0-9]+/gi, "-")}`);
-    const previous = path.join(out, "stacks", "ryo-matrix", "cdk.tf.json");
-    fs.mkdirSync(path.dirname(previous), { recursive: true });
-    fs.writeFileSync(previous, '{"previous": true}');
-
-    const result = synth(content, name, out);
+  test.each(invalid)("%s", (name, _content, field, message) => {
+    const result = results.get(name)!;
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
     const line = result.stderr.split("\n").find((l) => l.startsWith(`  - ${field}: `));
@@ -148,13 +182,14 @@ describe("bad configurations get a clear error naming the YAML field", () => {
     expect(result.stderr.length).toBeLessThan(2000);
     expect(result.ms).toBeLessThan(5000);
     // cdktf.out exactly as it was.
-    expect(fs.readdirSync(out)).toEqual(["stacks"]);
-    expect(fs.readFileSync(previous, "utf8")).toBe('{"previous": true}');
+    expect(fs.readdirSync(outOf(name))).toEqual(["stacks"]);
+    expect(fs.readdirSync(path.join(outOf(name), "stacks"))).toEqual(["ryo-matrix"]);
+    expect(fs.readFileSync(previousOf(name), "utf8")).toBe('{"previous": true}');
   });
 
-  test("a missing cdktf.out is not created for a bad configuration", () => {
+  test("a missing cdktf.out is not created for a bad configuration", async () => {
     const out = path.join(dir, "never-created");
-    const result = synth(variant((c) => (c.host.id = "matrixhostnumber17")), "no-outdir", out);
+    const result = await synth(variant((c) => (c.host.id = "matrixhostnumber17")), "no-outdir", out);
     expect(result.status).toBe(1);
     expect(fs.existsSync(out)).toBe(false);
   });
@@ -220,9 +255,15 @@ const valid: [string, string | Buffer, string][] = [
 ];
 
 describe("unusual but valid configurations synthesize", () => {
-  test.each(valid)("%s", (name, content, stackId) => {
-    const out = path.join(dir, `valid-${name.replace(/[^a-z0-9]+/gi, "-")}`);
-    const result = synth(content, `valid-${name}`, out);
+  const outOf = (name: string) => path.join(dir, `valid-${slug(name)}`);
+  let results: Map<string, Run>;
+  beforeAll(async () => {
+    results = await runAll(valid, outOf);
+  }, 300_000);
+
+  test.each(valid)("%s", (name, _content, stackId) => {
+    const out = outOf(name);
+    const result = results.get(name)!;
     expect(result.stderr).toBe("");
     expect(result.status).toBe(0);
     const stack = fs.readFileSync(path.join(out, "stacks", stackId, "cdk.tf.json"), "utf8");
