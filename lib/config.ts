@@ -10,7 +10,7 @@ import * as path from "path";
 import type { ErrorObject, ValidateFunction } from "ajv";
 import { LineCounter, Node, isMap, isScalar, isSeq, parseAllDocuments } from "yaml";
 import { Problem, Problems, ValidationError, quote } from "./problems";
-import { HostProps, validateHostProps } from "./host";
+import { DEFAULT_DHCP_RANGE, HostProps, validateHostProps } from "./host";
 import { INGRESS_PUBLIC_PORTS, PublicListener, TURN_DEFAULT_PORTS, TurnPorts, checkPublicListeners, checkTurnPorts } from "./rules";
 import { validateElementConfigOptions } from "./render/element";
 import { CONFIG_VALIDATOR_DIGEST, validateConfig } from "./config-validator.generated";
@@ -89,8 +89,6 @@ export const DEFAULT_HOST_PARTS = {
 
 export const CONFIG_SCHEMA = schema;
 
-/** The default DHCP range of the host network; static addresses must stay below it. */
-const DHCP_FIRST = 100;
 
 /** How ajv compiles the schema, here and ahead of time (scripts/compile-config-schema.js). */
 export const CONFIG_AJV = {
@@ -515,8 +513,9 @@ function crossFieldChecks(config: RawConfig, problems: Problems, env: NodeJS.Pro
   ];
   const owners = new Map<number, string>();
   for (const [at, part] of parts) {
-    if (part >= DHCP_FIRST) {
-      problems.add(at, `${host.ipv4_network_part}.${part} is inside the DHCP range ${DHCP_FIRST}-254; use 2-${DHCP_FIRST - 1}`);
+    const { first, last } = DEFAULT_DHCP_RANGE;
+    if (part >= first && part <= last) {
+      problems.add(at, `${host.ipv4_network_part}.${part} is inside the DHCP range ${first}-${last}; use 2-${first - 1}`);
     }
     const other = owners.get(part);
     if (other) problems.add(at, `${host.ipv4_network_part}.${part} is already used by ${other}; every component needs its own address`);

@@ -131,7 +131,7 @@ export class Host {
       dnsDomain: props.consul?.dnsDomain ?? "consul",
       dnsPort: props.consul?.dnsPort ?? 8600,
     };
-    this.addresses = new AddressPlan(this, props.dhcpRange ?? { first: 100, last: 254 });
+    this.addresses = new AddressPlan(this, props.dhcpRange ?? DEFAULT_DHCP_RANGE);
   }
 
   get dualStack(): boolean {
@@ -171,6 +171,9 @@ export class Host {
     return address.replace(/:\d+$/, "");
   }
 }
+
+/** The host parts LXD's DHCP hands out by default on the project's networks; static addresses stay below. */
+export const DEFAULT_DHCP_RANGE = { first: 100, last: 254 } as const;
 
 /** Linux limits interface names, and so LXD bridge names, to 15 characters. */
 export const MAX_NETWORK_NAME_LENGTH = 15;
