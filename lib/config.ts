@@ -1,8 +1,10 @@
 /**
- * The self-hoster's configuration file: YAML validated against schema/matrix-config.schema.json
- * (ajv, every error at once) plus the cross-field rules a schema cannot express (relay range,
- * address collisions, secrets from the environment). The result maps onto the props of
- * MatrixStandaloneStack.
+ * The self-hoster's configuration file: UTF-8 YAML (one document, plain data), validated against
+ * schema/matrix-config.schema.json (ajv, every error at once, each rule quoted in words) plus
+ * the cross-field rules a schema cannot express, most of them the constructs' own rule
+ * functions reported under the file's field names (relay range, bridge name, networks, public
+ * listeners, address collisions, secrets from the environment). The result maps onto the
+ * props of MatrixStandaloneStack.
  */
 import { createHash } from "crypto";
 import * as fs from "fs";
@@ -160,7 +162,7 @@ function typeName(value: unknown): string {
   if (value === null) return "nothing (null)";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
-  if (typeof value === "number") return Number.isInteger(value) ? `the number ${value}` : `the number ${value}`;
+  if (typeof value === "number") return `the number ${value}`;
   if (typeof value === "boolean") return `${value}`;
   return `the text ${quote(value)}`;
 }
@@ -194,8 +196,10 @@ function describe(error: ErrorObject, data: unknown): Problem {
     case "format":
       // Every pattern and format in the schema states its rule in words (checked by a test).
       return { path: at, message: `is not valid${got}: must be ${node?.rule ?? "as the configuration reference describes"}` };
-    case "type":
-      return { path: at, message: `must be ${TYPE_WORDS[(error.params as { type: string }).type] ?? (error.params as { type: string }).type}, got ${typeName(value)}` };
+    case "type": {
+      const { type } = error.params as { type: string };
+      return { path: at, message: `must be ${TYPE_WORDS[type] ?? type}, got ${typeName(value)}` };
+    }
     case "minimum":
     case "maximum":
     case "exclusiveMinimum": {
@@ -204,7 +208,7 @@ function describe(error: ErrorObject, data: unknown): Problem {
           ? `above ${node.exclusiveMinimum}`
           : node?.maximum !== undefined
             ? `from ${node.minimum} to ${node.maximum}`
-            : `${node?.minimum} or more`;
+            : `of at least ${node?.minimum}`;
       return { path: at, message: `must be a ${node?.type === "integer" ? "whole number" : "number"} ${range}${got}` };
     }
     case "maxLength":

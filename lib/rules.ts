@@ -84,6 +84,14 @@ export function checkPublicListeners(listeners: readonly PublicListener[], probl
 export const RELEASE_URL_PATTERN = new RegExp(schema.definitions.releaseUrl.pattern);
 export const RELEASE_URL_RULE: string = schema.definitions.releaseUrl.rule;
 
+const localpart = schema.properties.project.properties.admin.properties.username;
+const LOCALPART = new RegExp(localpart.pattern);
+/** A Matrix user localpart (the admin's user name). */
+export function isMatrixLocalpart(value: string): boolean {
+  return typeof value === "string" && value.length <= localpart.maxLength && LOCALPART.test(value);
+}
+export const LOCALPART_RULE = `${localpart.rule}, at most ${localpart.maxLength} characters`;
+
 const lxdAddress = schema.properties.host.properties.lxd.properties.address;
 /** Where Terraform reaches the LXD API. */
 export const LXD_ADDRESS_PATTERN = new RegExp(lxdAddress.pattern);

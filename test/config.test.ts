@@ -143,13 +143,13 @@ describe("precompiled configuration validator", () => {
 describe("what the configuration checks accept, the constructs accept", () => {
   // Edge values the schema and the cross-field rules allow; the stack must build from each.
   const edges: [string, (c: any) => void][] = [
-    ["a two-letter project id", (c) => (c.project.id = "ab")],
+    ["a one-letter project id", (c) => (c.project.id = "m")],
     ["a 15-character project id", (c) => (c.project.id = "a23456789012345")],
     ["a 15-character host id", (c) => (c.host.id = "Matrixhost12345")],
     ["a long domain", (c) => { c.project.domain = `${"a".repeat(60)}.${"b".repeat(60)}.${"c".repeat(60)}.${"d".repeat(50)}.example`; c.project.turn_domain = "turn.example.com"; }],
     ["an IDN top-level domain", (c) => { c.project.domain = "example.xn--p1ai"; c.project.turn_domain = "turn.example.xn--p1ai"; }],
     ["an e-mail address with plus and upper case", (c) => (c.project.admin.email = "Admin+matrix@Example.COM")],
-    ["an admin localpart with every allowed symbol", (c) => (c.project.admin.username = "a.b=c/d-e_f")],
+    ["an admin localpart with every allowed symbol", (c) => (c.project.admin.username = "a.b=c/d-e_f+g")],
     ["the widest relay range from the first unprivileged port", (c) => Object.assign(c.modules.coturn, { min_port: 1024, max_port: 17407, listening_port: 1, tls_listening_port: 65535 })],
     ["the lowest and highest static host parts", (c) => (c.project.host_parts = { synapse: 2, element: 98, synapse_admin: 99 })],
     ["an https LXD remote and a Consul address by name", (c) => { c.host.lxd = { address: "https://lxd.example.com:8443", remote_name: "far-away", client_certificate_file: "/etc/lxd/client.crt", client_key_file: "/etc/lxd/client.key", profiles: ["default", "releases"], image_server: "https://images.example.com/" }; c.host.consul = { address: "consul.example.com:8500", datacenter: "dc_1" }; }],

@@ -12,7 +12,7 @@ import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../../lib/host";
 import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName, quote } from "../../lib/problems";
-import { SINGLE_LINE_RULE, isSingleLine } from "../../lib/rules";
+import { LOCALPART_RULE, SINGLE_LINE_RULE, isMatrixLocalpart, isSingleLine } from "../../lib/rules";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -99,7 +99,6 @@ export interface SynapseProps {
   readonly adminNetworks?: readonly string[];
 }
 
-const ADMIN_USER = /^[a-z0-9._=\-/+]+$/;
 const SECRET_RULE =
   "must be a Terraform token such as a generated password or a sensitive TerraformVariable's value (set with TF_VAR_<name>); a literal would be written into cdktf.out";
 const VERSION = /^\d+\.\d+\.\d+$/;
@@ -227,9 +226,9 @@ function validate(props: SynapseProps, path: string): void {
   }
   problems.check(isDomainName(props.domain ?? ""), "domain", `must be ${DOMAIN_RULE}, got ${JSON.stringify(props.domain)}`);
   problems.check(
-    ADMIN_USER.test(props.adminUser ?? "") && (props.adminUser ?? "").length <= 64,
+    isMatrixLocalpart(props.adminUser ?? ""),
     "adminUser",
-    `must be a Matrix user name of 1-64 characters from a-z, 0-9 and ._=-/+, got ${JSON.stringify(props.adminUser)}`,
+    `must be a Matrix user name: ${LOCALPART_RULE}, got ${JSON.stringify(props.adminUser)}`,
   );
   problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
   if (props.version !== undefined) {
