@@ -82,6 +82,10 @@ export function checkPublicListeners(listeners: readonly PublicListener[], probl
  * it ends up in a shell command.
  */
 export const RELEASE_URL_PATTERN = new RegExp(schema.definitions.releaseUrl.pattern);
+/** A web app's release version: it ends up in paths and URLs. */
+export const RELEASE_VERSION_PATTERN = new RegExp(schema.definitions.releaseVersion.pattern);
+/** A Synapse release. */
+export const SYNAPSE_VERSION_PATTERN = new RegExp(schema.definitions.version.pattern);
 export const RELEASE_URL_RULE: string = schema.definitions.releaseUrl.rule;
 
 const localpart = schema.properties.project.properties.admin.properties.username;

@@ -12,7 +12,7 @@ import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../../lib/host";
 import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName, quote } from "../../lib/problems";
-import { LOCALPART_RULE, SINGLE_LINE_RULE, isMatrixLocalpart, isSingleLine } from "../../lib/rules";
+import { LOCALPART_RULE, SINGLE_LINE_RULE, SYNAPSE_VERSION_PATTERN, isMatrixLocalpart, isSingleLine } from "../../lib/rules";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -101,7 +101,6 @@ export interface SynapseProps {
 
 const SECRET_RULE =
   "must be a Terraform token such as a generated password or a sensitive TerraformVariable's value (set with TF_VAR_<name>); a literal would be written into cdktf.out";
-const VERSION = /^\d+\.\d+\.\d+$/;
 
 export class Synapse extends Construct {
   readonly container: ServiceContainer;
@@ -232,7 +231,7 @@ function validate(props: SynapseProps, path: string): void {
   );
   problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
   if (props.version !== undefined) {
-    problems.check(VERSION.test(props.version), "version", `must be a Synapse release such as ${SYNAPSE_VERSION}, got ${JSON.stringify(props.version)}`);
+    problems.check(SYNAPSE_VERSION_PATTERN.test(props.version), "version", `must be a Synapse release such as ${SYNAPSE_VERSION}, got ${JSON.stringify(props.version)}`);
   }
   const db = props.database;
   if (literal(db.port)) problems.check(isPort(db.port), "database.port", `must be ${PORT_RULE}, got ${db.port}`);

@@ -6,7 +6,7 @@
  */
 import type { Problems } from "../problems";
 import type { CloudInitFile } from "./cloud-init";
-import { RELEASE_URL_PATTERN, RELEASE_URL_RULE } from "../rules";
+import { RELEASE_URL_PATTERN, RELEASE_URL_RULE, RELEASE_VERSION_PATTERN } from "../rules";
 
 /**
  * The Content-Security-Policy every static site gets unless told otherwise: the app may only be
@@ -168,7 +168,7 @@ export interface PinnedReleaseProps {
 }
 
 /** A release version: digits first, then letters, digits and `.+-` (it ends up in paths and URLs). */
-export const VERSION_PATTERN = /^[0-9][0-9A-Za-z.+-]{0,63}$/;
+export const VERSION_PATTERN = RELEASE_VERSION_PATTERN;
 
 /**
  * Checks a construct's `version`/`sha256`/`downloadUrl` props. A version other than the default
