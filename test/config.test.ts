@@ -160,7 +160,7 @@ describe("what the configuration checks accept, the constructs accept", () => {
     ["a fractional room complexity and another country", (c) => Object.assign(c.project, { room_complexity: 0.5, default_country_code: "DE" })],
     ["a footer link with query and fragment", (c) => (c.project.element_footer_links = [{ text: "Über uns", url: "https://example.com/a?b=c#d" }])],
     ["Synapse's own From format", (c) => (c.project.smtp = { host: "smtp.example.com", port: 25, username: "matrix@example.com", from: "%(app)s homeserver <noreply@example.com>" })],
-    ["pinned releases from file:// and https", (c) => { c.project.element = { version: "1.12.0-rc.1", sha256: "a".repeat(64), url: "file:///srv/releases/element.tar.gz" }; c.project.synapse_admin = { version: "0.10.3+local.1", sha256: "b".repeat(64), url: "https://mirror.example.com/sa.tgz" }; c.project.synapse = { version: "1.200.0" }; }],
+    ["pinned releases from file:// and https", (c) => { c.project.element = { version: "1.12.0-rc.1", sha256: "a".repeat(64), url: "file:///srv/releases/element.tar.gz" }; c.project.synapse_admin = { version: "0.10.3-local.1", sha256: "b".repeat(64), url: "https://mirror.example.com/sa.tgz" }; c.project.synapse = { version: "1.200.0" }; }],
     ["pre-built images", (c) => { c.modules.postgres = { image: "local:postgres-17" }; c.project.synapse = { image: "matrix-synapse" }; c.project.element = { image: "images:debian/12" }; }],
   ];
 

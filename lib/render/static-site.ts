@@ -167,7 +167,7 @@ export interface PinnedReleaseProps {
   readonly downloadUrl?: string;
 }
 
-/** A release version: digits first, then letters, digits and `.+-` (it ends up in paths and URLs). */
+/** A release version: digits first, then letters, digits, dots and dashes (it ends up in paths and URLs). */
 export const VERSION_PATTERN = RELEASE_VERSION_PATTERN;
 
 /**
