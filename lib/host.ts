@@ -5,7 +5,7 @@
  * so its address plan sees every static address handed out on that host, across stacks.
  */
 import { PORT_RULE, Problems, isPort } from "./problems";
-import { LXD_ADDRESS_PATTERN, LXD_ADDRESS_RULE, portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
+import { LXD_ADDRESS_PATTERN, LXD_ADDRESS_RULE, notAHostIpv4, portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
 import { AddressPlan, PublicPortPlan } from "./address-plan";
 
 export interface HostIpv6Props {
@@ -192,6 +192,10 @@ export function validateHostProps(props: HostProps, problems: Problems): void {
     `must be the first three octets of an IPv4 /24 such as "10.10.1", got ${JSON.stringify(props.ipv4NetworkPart)}`,
   );
   problems.check(isIpv4(props.publicIpv4 ?? ""), "host.publicIpv4", `must be an IPv4 address, got ${JSON.stringify(props.publicIpv4)}`);
+  for (const [prop, address] of [["host.publicIpv4", props.publicIpv4], ["host.externalIpv4", props.externalIpv4]] as const) {
+    const why = address !== undefined && isIpv4(address) ? notAHostIpv4(address) : undefined;
+    if (why) problems.add(prop, `${address} is in ${why}, not a single host's address; give the host's own public address`);
+  }
   const networkOk = parts.length === 3 && isIpv4(`${props.ipv4NetworkPart}.0`);
   const unusable = networkOk ? unusableIpv4Network(props.ipv4NetworkPart) : undefined;
   if (unusable) problems.add("host.ipv4NetworkPart", `${props.ipv4NetworkPart}.0/24 is in ${unusable}, which a container network cannot use; choose a private range such as 10.10.1`);
@@ -228,6 +232,11 @@ export function validateHostProps(props: HostProps, problems: Problems): void {
     const publicAddress = props.ipv6.publicAddress;
     if (publicAddress !== undefined) {
       problems.check(isIpv6(publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address in lower case, got ${JSON.stringify(publicAddress)}`);
+      problems.check(
+        !isIpv6(publicAddress) || !(publicAddress === "::" || publicAddress.startsWith("ff")),
+        "host.ipv6.publicAddress",
+        `${publicAddress} is the unspecified or a multicast address, not a single host's address; give the host's own public address`,
+      );
       const containerNet = `${props.ipv6.prefix}::${props.ipv6.subnet ?? "1"}:`;
       if (isIpv6(publicAddress) && publicAddress.startsWith(containerNet) && publicAddress !== `${containerNet}1`) {
         problems.add(

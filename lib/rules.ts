@@ -123,6 +123,12 @@ export function unusableIpv4Network(networkPart: string): string | undefined {
   return UNUSABLE_IPV4.find(([f, s]) => f === first && (s === undefined || s === second))?.[2];
 }
 
+/** Why an IPv4 address cannot be one a proxy device listens on (not a single host's address), or undefined. */
+export function notAHostIpv4(address: string): string | undefined {
+  const why = unusableIpv4Network(address.split(".").slice(0, 3).join("."));
+  return why && !/loopback|link-local/.test(why) ? why : undefined;
+}
+
 /** Why an IPv6 /64 prefix (four hextets) cannot be a container network, or undefined when it can. */
 export function unusableIpv6Prefix(prefix: string): string | undefined {
   const first = parseInt(prefix.split(":")[0], 16);
