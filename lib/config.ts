@@ -381,7 +381,8 @@ function withoutRefused(data: object, errors: readonly ErrorObject[]): RawConfig
  * The text of a configuration file: UTF-8, with or without a byte order mark. Other
  * encodings are refused as such rather than parsed into confusing YAML errors.
  */
-export function decodeConfig(bytes: Buffer, source = "configuration"): string {
+// Typed as Uint8Array (a Buffer is one) so that the published declarations need no @types/node.
+export function decodeConfig(bytes: Uint8Array, source = "configuration"): string {
   const encodingProblem = (message: string) => new ValidationError([{ path: WHOLE_FILE, message }], `${source} has an encoding problem`);
   if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
     throw encodingProblem("is UTF-16 (or UTF-32) encoded; save it as UTF-8");
@@ -390,7 +391,7 @@ export function decodeConfig(bytes: Buffer, source = "configuration"): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    const lossy = bytes.toString("utf8");
+    const lossy = new TextDecoder("utf-8").decode(bytes);
     const line = lossy.slice(0, lossy.indexOf("\uFFFD")).split("\n").length;
     throw encodingProblem(`is not valid UTF-8 (first bad byte on line ${line}), e.g. Latin-1 or Windows-1252 text; save it as UTF-8`);
   }
