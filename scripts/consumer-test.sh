@@ -284,7 +284,7 @@ function common(stack, text, check) {
   for (const [name, pin] of Object.entries(pins)) {
     const source = String(pin.source ?? "").split("/").slice(-2).join("/");
     const wanted = Object.values(versions.providers).find((p) => p.source === source);
-    check(wanted !== undefined && pin.version === wanted.version, `required_providers.${name} is ${JSON.stringify(pin)}, not a pin from versions.json`);
+    check(wanted !== undefined && Object.values(wanted.versions).includes(pin.version), `required_providers.${name} is ${JSON.stringify(pin)}, not a pin from versions.json`);
   }
   for (const [id, password] of Object.entries(stack.resource?.random_password ?? {})) {
     for (const literal of ["result", "bcrypt_hash"]) check(!(literal in password), `random_password.${id} carries a ${literal} literal`);
