@@ -99,6 +99,9 @@ export interface SynapseProps {
   readonly adminNetworks?: readonly string[];
 }
 
+/** Synapse's admin API: never reachable through the ingress proxy. */
+export const SYNAPSE_ADMIN_PATH = "/_synapse/admin";
+
 const ADMIN_USER = /^[a-z0-9._=\-/+]+$/;
 const SECRET_RULE =
   "must be a Terraform token such as a generated password or a sensitive TerraformVariable's value (set with TF_VAR_<name>); a literal would be written into cdktf.out";
@@ -147,6 +150,7 @@ export class Synapse extends Construct {
         roomComplexity: props.roomComplexity,
         allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
         allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
+        hostPublicAddresses: [host.publicIpv4, host.externalIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
         quote,
       },
       bootstrap: { adminUser: props.adminUser, dualStack: host.dualStack },
@@ -186,7 +190,9 @@ export class Synapse extends Construct {
       precondition: [adminPasswordPolicy(props.adminPassword)],
     };
 
-    this.backend = new IngressBackend(this, "ingress-backend", { service: this.name });
+    // Denied on the backend as well as by the route below: a route that sends a whole host to
+    // Synapse (another project's, or a future one) still never reaches the admin API.
+    this.backend = new IngressBackend(this, "ingress-backend", { service: this.name, denyPaths: [SYNAPSE_ADMIN_PATH] });
     const matrixHost = `matrix.${domain}`;
     this.routes = {
       matrix: new IngressRoute(this, "route-matrix", {
@@ -204,7 +210,7 @@ export class Synapse extends Construct {
       // On every host, not only matrix.<domain>: the admin API is never public.
       admin: new IngressRoute(this, "route-synapse-admin", {
         name: `${this.name}-path-synapse-admin`,
-        path: "/_synapse/admin",
+        path: SYNAPSE_ADMIN_PATH,
         action: { deny: true },
       }),
     };

@@ -23,7 +23,6 @@ import {
 import {
   HAPROXY_CERT_DIR,
   HAPROXY_CONFIG_PATH,
-  HAPROXY_STATS_PORT,
   renderHaproxyTemplate,
   renderIngressNftablesTemplate,
 } from "../../lib/render/haproxy";
@@ -82,12 +81,9 @@ export interface IngressProxyProps {
 
 const sharedCertsVolumeName = (name: string): string => `${name}-shared-certs`;
 
-/** 80 and 443 from anywhere; HAProxy's statistics page from the host network only. */
-export function ingressFirewall(host: Host): FirewallRule[] {
-  return [
-    { protocol: "tcp", ports: [80, 443], comment: "HTTP and HTTPS from anywhere" },
-    { protocol: "tcp", ports: [HAPROXY_STATS_PORT], from: host.networkCidrs, comment: "HAProxy statistics from the host network" },
-  ];
+/** 80 and 443 from anywhere; nothing else (HAProxy's statistics page listens on loopback only). */
+export function ingressFirewall(): FirewallRule[] {
+  return [{ protocol: "tcp", ports: [80, 443], comment: "HTTP and HTTPS from anywhere" }];
 }
 
 export class IngressProxy extends Construct implements IngressProxyRef {
@@ -124,7 +120,7 @@ export class IngressProxy extends Construct implements IngressProxyRef {
     }
     problems.throwIfAny(`${this.node.path}: invalid IngressProxy props`);
 
-    const firewall = ingressFirewall(host);
+    const firewall = ingressFirewall();
     this.haproxyTemplate = renderHaproxyTemplate({
       dnsServer: `${host.consulIp}:${host.consul.dnsPort}`,
       dnsDomain: host.consul.dnsDomain,
