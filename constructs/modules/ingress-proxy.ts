@@ -11,7 +11,7 @@
 import { Construct } from "constructs";
 import type { ITerraformDependable } from "cdktf";
 import type { Host } from "../../lib/host";
-import type { StaticAddress } from "../../lib/address-plan";
+import { addressCidrs, StaticAddress } from "../../lib/address-plan";
 import { Problems, isResourceName } from "../../lib/problems";
 import type { FirewallRule } from "../../lib/render/nftables";
 import {
@@ -84,6 +84,14 @@ const sharedCertsVolumeName = (name: string): string => `${name}-shared-certs`;
 /** 80 and 443 from anywhere; nothing else (HAProxy's statistics page listens on loopback only). */
 export function ingressFirewall(): FirewallRule[] {
   return [{ protocol: "tcp", ports: [80, 443], comment: "HTTP and HTTPS from anywhere" }];
+}
+
+/**
+ * The firewall rule of a backend: `port` from the ingress proxy's addresses only, so no other
+ * container on the bridge reaches the service past the proxy's rules and forwarded headers.
+ */
+export function fromIngressProxy(ingress: IngressProxyRef, port: number, what: string): FirewallRule {
+  return { protocol: "tcp", ports: [port], from: addressCidrs(ingress.address), comment: `${what} from the ingress proxy only` };
 }
 
 export class IngressProxy extends Construct implements IngressProxyRef {
