@@ -29,6 +29,8 @@ export const kvPaths = {
   coturnDomainAdminEmail: `${KV_PREFIX.coturn}/coturn-domain-admin-email`,
   coturnPort: (setting: "ip-addr-host-part" | "listening-port" | "tls-listening-port" | "min-port" | "max-port") =>
     `${KV_PREFIX.coturn}/${setting}`,
+  /** An address (IPv4 or IPv6) that the PostgreSQL server's firewall admits to its port. */
+  postgresClient: (name: string) => `${KV_PREFIX.postgres}/clients/${name}`,
   postgresDatabase: (database: string) => `${KV_PREFIX.postgres}/databases/${database}`,
   postgresDatabaseSetting: (
     database: string,

@@ -91,12 +91,19 @@ export class MatrixStandalone extends Construct {
     });
 
     const dbName = `${projectId.replace(/-/g, "_")}_synapse`;
-    this.database = new PostgresDatabase(this, "synapse-database", { postgres: modules.postgres, database: dbName, owner: dbName });
+    // Synapse is the database's only client; its address follows from its host part.
+    const synapsePart = props.hostParts?.synapse ?? 20;
+    this.database = new PostgresDatabase(this, "synapse-database", {
+      postgres: modules.postgres,
+      database: dbName,
+      owner: dbName,
+      clients: [host.ipv4(synapsePart), ...(host.dualStack ? [host.ipv6(synapsePart)!] : [])],
+    });
 
     this.synapse = new Synapse(this, "synapse", {
       host,
       projectId,
-      hostPart: props.hostParts?.synapse ?? 20,
+      hostPart: synapsePart,
       image: props.synapse?.image,
       version: props.synapse?.version,
       domain,

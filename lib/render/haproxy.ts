@@ -11,7 +11,7 @@
  * instead of breaking the whole configuration (HAProxy refuses a reload with one bad line).
  */
 import { KV_PREFIX } from "../kv";
-import { renderNftables, FirewallRule } from "./nftables";
+import { renderNftablesTemplate, FirewallRule } from "./nftables";
 
 export interface HaproxyTemplateOptions {
   /** Consul DNS as `ip:port`, e.g. `10.10.1.1:8600` (IPv6 as `[addr]:port`). */
@@ -307,8 +307,6 @@ export function renderHaproxyTemplate(options: HaproxyTemplateOptions): string {
 
 // ------------------------------------------------------------------ nftables
 
-const LISTENER_MARKER = "@@ingress-tcp-listeners@@";
-
 /**
  * The proxy's nftables ruleset as a consul-template template: `rules` as rendered by
  * renderNftables, plus `tcp dport <port> accept` for each usable key under
@@ -316,19 +314,9 @@ const LISTENER_MARKER = "@@ingress-tcp-listeners@@";
  * `renderNftables({ rules })`.
  */
 export function renderIngressNftablesTemplate(rules: readonly FirewallRule[]): string {
-  // renderNftables has no hook for raw lines: render a placeholder rule and splice the
-  // template's range over its line.
-  const text = renderNftables({ rules: [...rules, { protocol: "tcp", ports: [1], comment: LISTENER_MARKER }] });
-  const lines = text.split("\n");
-  const at = lines.findIndex((l) => l.includes(LISTENER_MARKER));
-  if (at < 0 || lines.findIndex((l, i) => i > at && l.includes(LISTENER_MARKER)) >= 0) {
-    throw new Error("renderIngressNftablesTemplate: the placeholder rule must render as exactly one line");
-  }
   const range =
     `{{- range ls ${raw(`${P}/tcp-listeners`)} }}{{- if ${tcpListenerCondition(".Key", ".Value")} }}\n` +
     '    tcp dport {{ .Key }} accept comment "ingress TCP listener"' +
     "{{- end }}{{- end }}";
-  lines[at - 1] += range;
-  lines.splice(at, 1);
-  return lines.join("\n");
+  return renderNftablesTemplate(rules, range);
 }
