@@ -301,6 +301,11 @@ describe("a real HAProxy running the rendered configuration", () => {
     [kvPaths.aclHost("whole-host")]: "matrix.example.com",
     [kvPaths.useBackend("whole-host")]: "synapse",
     [kvPaths.backendDeny("synapse", "admin")]: "/_synapse/admin",
+    // A backend deny with no frontend deny of the same path: only the backend refuses it.
+    [kvPaths.backend("internal", false)]: "",
+    [kvPaths.backendDeny("internal", "secret")]: "/secret",
+    [kvPaths.aclHost("internal")]: "internal.example.com",
+    [kvPaths.useBackend("internal")]: "internal",
   };
   let proxy: ChildProcess | undefined;
   let certbot: http.Server | undefined;
@@ -421,6 +426,19 @@ describe("a real HAProxy running the rendered configuration", () => {
       const answer = await rawRequest(ports.https, urlPath, host);
       expect([host, answer.status, [400, 403].includes(answer.status)]).toEqual([host, answer.status, true]);
     }
+  });
+
+  test.each(["/secret", "/SECRET/x", "//secret", "/./secret", "/%73ecret", "/%2573ecret", "/%2F%2Fsecret"])(
+    "the backend's own deny refuses %s on a host routed wholly to it",
+    async (urlPath) => {
+      expect((await rawRequest(ports.https, urlPath, "internal.example.com")).status).toBe(403);
+      // No frontend rule denies it: on a host routed to another backend it is routed (503 here).
+      expect((await rawRequest(ports.https, urlPath, "element.example.com")).status).toBe(503);
+    },
+  );
+
+  test("a backend with denies still serves its other paths", async () => {
+    expect((await rawRequest(ports.https, "/public/secret", "internal.example.com")).status).toBe(503);
   });
 
   test.each([
