@@ -13,6 +13,11 @@ export interface StaticAddress {
   readonly ipv6?: string;
 }
 
+/** The address as single-address CIDRs (`/32`, and `/128` on dual-stack hosts), for firewall rules. */
+export function addressCidrs(address: StaticAddress): string[] {
+  return [`${address.ipv4}/32`, ...(address.ipv6 ? [`${address.ipv6}/128`] : [])];
+}
+
 export class AddressPlan {
   private readonly owners = new Map<number, string>();
 

@@ -176,6 +176,11 @@ export class Host {
     return cidrs;
   }
 
+  /** The host's own addresses on the container network as `/32` and `/128`: the default admin network. */
+  get gatewayCidrs(): string[] {
+    return [`${this.gatewayIpv4}/32`, ...(this.gatewayIpv6 ? [`${this.gatewayIpv6}/128`] : [])];
+  }
+
   /** The Consul server's IP address (without port), as containers reach it. */
   get consulIp(): string {
     const address = this.consul.address;

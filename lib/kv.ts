@@ -15,6 +15,8 @@ export const KV_PREFIX = {
 export const kvPaths = {
   certificateDomain: (fqdn: string) => `${KV_PREFIX.certbot}/${fqdn}`,
   backend: (service: string, ssl: boolean) => `${KV_PREFIX.haproxy}/backends/${ssl ? "ssl" : "no-ssl"}/${service}`,
+  /** A path prefix that the backend `service` never receives, whichever route sends a request there. */
+  backendDeny: (service: string, name: string) => `${KV_PREFIX.haproxy}/backend-deny/${service}/${name}`,
   aclHost: (acl: string) => `${KV_PREFIX.haproxy}/acl/${acl}/host`,
   aclPath: (acl: string) => `${KV_PREFIX.haproxy}/acl/${acl}/path`,
   deny: (acl: string) => `${KV_PREFIX.haproxy}/deny/${acl}`,
@@ -27,6 +29,8 @@ export const kvPaths = {
   coturnDomainAdminEmail: `${KV_PREFIX.coturn}/coturn-domain-admin-email`,
   coturnPort: (setting: "ip-addr-host-part" | "listening-port" | "tls-listening-port" | "min-port" | "max-port") =>
     `${KV_PREFIX.coturn}/${setting}`,
+  /** An address (IPv4 or IPv6) that the PostgreSQL server's firewall admits to its port. */
+  postgresClient: (name: string) => `${KV_PREFIX.postgres}/clients/${name}`,
   postgresDatabase: (database: string) => `${KV_PREFIX.postgres}/databases/${database}`,
   postgresDatabaseSetting: (
     database: string,

@@ -5,6 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { ElementWeb, ElementWebProps, ELEMENT_RELEASE, elementDownloadUrl } from "../constructs/matrix/element-web";
+import { IngressProxy } from "../constructs/modules/ingress-proxy";
 import { elementConfig, renderElementConfig, ISO_3166_ALPHA2 } from "../lib/render/element";
 import { renderPinnedDownload, renderStaticSite, serverNamesHashBucketSize } from "../lib/render/static-site";
 import { hostStack, kvEntries, synthJson } from "./support/fixtures";
@@ -14,7 +15,7 @@ const OTHER_SHA = "1".repeat(64);
 
 function deploy(props: Partial<ElementWebProps> = {}) {
   const { stack, host } = hostStack();
-  const element = new ElementWeb(stack, "element", { host, projectId: "chat", domain: "example.com", ...props });
+  const element = new ElementWeb(stack, "element", { host, ingress: IngressProxy.reference(host), projectId: "chat", domain: "example.com", ...props });
   return { element, json: synthJson(stack) };
 }
 
@@ -256,8 +257,11 @@ describe("ElementWeb", () => {
     checkNginxSite(site);
     expect(doc.runcmd).toContain("ln -sfT /etc/nginx/sites-available/element.example.com /etc/nginx/sites-enabled/element.example.com");
     const nft = fileAt(doc, "/etc/nftables.conf")!;
-    expect(nft).toContain("ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept");
-    expect(nft).toContain("ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept");
+    // The ingress proxy (host part 10) is the only client.
+    expect(nft.split("\n").filter((l) => / accept comment /.test(l) && !/DHCPv6/.test(l)).map((l) => l.trim())).toEqual([
+      'ip saddr { 10.10.1.10/32 } tcp dport { 80 } accept comment "HTTP from the ingress proxy only"',
+      'ip6 saddr { fd10:10:10:1::1:10/128 } tcp dport { 80 } accept comment "HTTP from the ingress proxy only"',
+    ]);
     checkNftables(nft);
   });
 

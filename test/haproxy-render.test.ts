@@ -11,7 +11,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as tls from "node:tls";
 import * as path from "node:path";
-import { renderHaproxyTemplate, renderIngressNftablesTemplate, HSTS_HEADER } from "../lib/render/haproxy";
+import { renderHaproxyTemplate, renderIngressNftablesTemplate, HSTS_HEADER, PATH_NORMALIZATION } from "../lib/render/haproxy";
 import { renderNftables, FirewallRule } from "../lib/render/nftables";
 import {
   CERT_DEPLOY_HOOK,
@@ -44,7 +44,7 @@ const SAMPLE_KV: Record<string, string> = {
   [kvPaths.useBackend("a-host")]: "element",
   [kvPaths.useBackend("b-path")]: "synapse",
   [kvPaths.useBackend("c-host-path")]: "synapse",
-  [kvPaths.tcpListener(8448)]: "synapse",
+  [kvPaths.tcpListener(5349)]: "turn",
 };
 
 let agent: ConsulDevAgent;
@@ -81,18 +81,49 @@ describe("haproxy.cfg template", () => {
     expect(section(cfg, "backend element")).toContain(
       "  server-template element 1 _element._tcp.service.consul resolvers consul resolve-prefer ipv4 init-addr none check ssl verify none",
     );
-    expect(section(cfg, "listen tcp_8448")).toEqual(
-      expect.arrayContaining(["  bind :8448", "  mode tcp", expect.stringMatching(/^ {2}server-template synapse 1 _synapse\._tcp\.service\.consul /)]),
+    expect(section(cfg, "listen tcp_5349")).toEqual(
+      expect.arrayContaining(["  bind :5349", "  mode tcp", expect.stringMatching(/^ {2}server-template turn 1 _turn\._tcp\.service\.consul /)]),
     );
+  });
+
+  // Raw TCP to Synapse's plain-HTTP listener would pass every HTTP rule (the admin API answered on 8448).
+  test("leaves out a TCP listener to an HTTP backend, and its firewall port stays closed", () => {
+    const kv = { ...SAMPLE_KV, [kvPaths.tcpListener(8448)]: "synapse", [kvPaths.tcpListener(8449)]: "element" };
+    const cfg = agent.render(template, kv);
+    check(cfg);
+    expect(cfg).not.toMatch(/^listen tcp_844[89]$/m);
+    expect(cfg).toMatch(/^listen tcp_5349$/m);
+    const nft = agent.render(renderIngressNftablesTemplate([{ protocol: "tcp", ports: [80, 443], comment: "web" }]), kv);
+    checkNftables(nft);
+    expect(nft).not.toMatch(/dport 844[89]/);
+    expect(nft).toContain('tcp dport 5349 accept comment "ingress TCP listener"');
+  });
+
+  test("denies a backend's own paths inside the backend, whatever route sends requests there", () => {
+    const kv = {
+      ...SAMPLE_KV,
+      [kvPaths.backendDeny("synapse", "admin")]: "/_synapse/admin",
+      [kvPaths.backendDeny("synapse", "evil")]: "/x } || { always_true",
+    };
+    const cfg = agent.render(template, kv);
+    check(cfg);
+    expect(section(cfg, "backend synapse")).toEqual([
+      "backend synapse",
+      "  balance roundrobin",
+      "  http-request deny deny_status 400 unless { var(txn.path_norm) -m found }",
+      "  http-request deny deny_status 403 if { var(txn.path_norm) -m beg -i /_synapse/admin } || { var(txn.path_norm2) -m beg -i /_synapse/admin }",
+      expect.stringMatching(/^ {2}server-template synapse /),
+    ]);
+    expect(section(cfg, "backend element").join("\n")).not.toContain("deny_status 403");
   });
 
   test("applies denies, then redirects, then host+path, path and host routes", () => {
     const cfg = agent.render(template, SAMPLE_KV);
     const order = [
-      lineIndex(cfg, "http-request deny deny_status 403 if { path,url_dec -m beg -i /_synapse/admin }"),
+      lineIndex(cfg, "http-request deny deny_status 403 if { var(txn.path_norm) -m beg -i /_synapse/admin } || { var(txn.path_norm2) -m beg -i /_synapse/admin }"),
       lineIndex(cfg, "http-request redirect prefix https://element.example.com code 302 if { hdr(host),field(1,:) -i old.example.com }"),
-      lineIndex(cfg, "use_backend synapse if { hdr(host),field(1,:) -i example.com } { path,url_dec -m beg -i /.well-known/matrix/server }"),
-      lineIndex(cfg, "use_backend synapse if { path,url_dec -m beg -i /_matrix }"),
+      lineIndex(cfg, "use_backend synapse if { hdr(host),field(1,:) -i example.com } { var(txn.path_norm) -m beg -i /.well-known/matrix/server }"),
+      lineIndex(cfg, "use_backend synapse if { var(txn.path_norm) -m beg -i /_matrix }"),
       lineIndex(cfg, "use_backend element if { hdr(host),field(1,:) -i element.example.com }"),
     ];
     const lines = cfg.split("\n");
@@ -103,12 +134,14 @@ describe("haproxy.cfg template", () => {
     expect(order[0]).toBeGreaterThan(https);
   });
 
-  test("matches every path rule as a url-decoded prefix, whatever its action", () => {
+  test("matches every path rule as a prefix of the normalized path, after refusing paths it cannot normalize", () => {
     const cfg = agent.render(template, SAMPLE_KV);
     const https = section(cfg, "frontend https_443");
-    const pathRules = https.filter((l) => /\{ path/.test(l));
+    const pathRules = https.filter((l) => /^ {2}(use_backend|http-request (deny|redirect)) .* if .*txn\.path_norm\) -m beg/.test(l));
     expect(pathRules.length).toBe(3);
-    for (const line of pathRules) expect(line).toContain("{ path,url_dec -m beg -i /");
+    for (const line of pathRules) expect(line).toContain("{ var(txn.path_norm) -m beg -i /");
+    const firstRule = https.findIndex((l) => pathRules.includes(l));
+    expect(https.slice(0, firstRule)).toEqual(expect.arrayContaining(PATH_NORMALIZATION.map((l) => `  ${l}`)));
     // `path_beg,<converter>` silently becomes an exact match in HAProxy.
     expect(cfg).not.toMatch(/path_beg,/);
   });
@@ -116,7 +149,7 @@ describe("haproxy.cfg template", () => {
   test("an empty KV store renders a valid proxy that answers 403 and still serves ACME challenges", () => {
     const cfg = agent.render(template, {});
     check(cfg);
-    expect(cfg).not.toMatch(/^\s*(use_backend (?!certbot)|http-request (deny|redirect) .* if \{)/m);
+    expect(cfg).not.toMatch(/^\s*(use_backend (?!certbot)|http-request (deny|redirect) .* if \{ (hdr|var\(txn\.path_norm\) -m beg))/m);
     expect(section(cfg, "backend default")).toContain("  http-request deny deny_status 403");
     expect(section(cfg, "frontend http_80")).toEqual([
       "frontend http_80",
@@ -169,7 +202,7 @@ describe("haproxy.cfg template", () => {
     expect(cfg).not.toContain("not-registered");
     expect(cfg).not.toContain("javascript:");
     expect(cfg).not.toMatch(/^listen tcp_(443|70000|9000)$/m);
-    expect(cfg).toMatch(/^listen tcp_8448$/m);
+    expect(cfg).toMatch(/^listen tcp_5349$/m);
   });
 
   test("prefers IPv6 and listens on IPv6 only when asked", () => {
@@ -177,7 +210,7 @@ describe("haproxy.cfg template", () => {
     expect(v4only).not.toContain(":::");
     check(v4only);
     const v6 = agent.render(renderHaproxyTemplate({ ...OPTIONS, preferIpv6: true, dnsServer: "fd10:10:10:1::1:1:8600" }), SAMPLE_KV);
-    expect(section(v6, "backend synapse")[2]).toContain("resolve-prefer ipv6");
+    expect(section(v6, "backend synapse").find((l) => l.includes("server-template"))).toContain("resolve-prefer ipv6");
     expect(v6).toContain("  nameserver consul fd10:10:10:1::1:1:8600");
     check(v6);
   });
@@ -215,6 +248,23 @@ function request(tls: boolean, port: number, urlPath: string, host = "localhost"
   });
 }
 
+/** An HTTPS GET with the request target sent byte for byte (no client-side normalization). */
+function rawRequest(port: number, urlPath: string, host: string): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", rejectUnauthorized: false, timeout: 5000 }, () => {
+      socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    });
+    let data = "";
+    socket.setEncoding("utf8").on("data", (d) => (data += d));
+    socket.on("end", () => {
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(data);
+      if (status) resolve({ status: Number(status[1]) });
+      else reject(new Error(`no HTTP status for ${urlPath}: ${JSON.stringify(data.slice(0, 200))}`));
+    });
+    socket.on("error", reject).on("timeout", () => socket.destroy(new Error(`timeout: ${urlPath}`)));
+  });
+}
+
 /** Completes a TLS handshake (with `servername` as SNI, or none) and returns the server's certificate. */
 function tlsPeer(port: number, servername?: string): Promise<tls.PeerCertificate> {
   return new Promise((resolve, reject) => {
@@ -247,12 +297,22 @@ describe("a real HAProxy running the rendered configuration", () => {
     [kvPaths.redirect("old")]: "https://new.example.com",
     [kvPaths.aclHost("encoded")]: "encoded.example.com",
     [kvPaths.redirect("encoded")]: "https://new.example.com/a%20b%[src]",
+    // A route shape that sends a whole host to Synapse, and the deny on Synapse's backend.
+    [kvPaths.aclHost("whole-host")]: "matrix.example.com",
+    [kvPaths.useBackend("whole-host")]: "synapse",
+    [kvPaths.backendDeny("synapse", "admin")]: "/_synapse/admin",
+    // A backend deny with no frontend deny of the same path: only the backend refuses it.
+    [kvPaths.backend("internal", false)]: "",
+    [kvPaths.backendDeny("internal", "secret")]: "/secret",
+    [kvPaths.aclHost("internal")]: "internal.example.com",
+    [kvPaths.useBackend("internal")]: "internal",
   };
   let proxy: ChildProcess | undefined;
   let certbot: http.Server | undefined;
   let root: string;
   let fallbackScript: ReturnType<typeof runScript> | undefined;
   let output = "";
+  let cfgText = "";
   const ports = { http: 0, https: 0 };
 
   beforeAll(async () => {
@@ -262,6 +322,7 @@ describe("a real HAProxy running the rendered configuration", () => {
     await new Promise<void>((resolve) => certbot!.listen(challenge, "127.0.0.1", resolve));
     [ports.http, ports.https] = [await freePort(), await freePort()];
     const cfg = agent.render(renderHaproxyTemplate({ ...OPTIONS, dnsServer: `127.0.0.1:${dns}`, listenIpv6: false }), kv);
+    cfgText = cfg;
     root = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-haproxy-"));
     fs.mkdirSync(path.join(root, "ssl"));
     // The certificates of a proxy with one Let's Encrypt certificate so far: the fallback that
@@ -276,7 +337,7 @@ describe("a real HAProxy running the rendered configuration", () => {
     const local = cfg
       .replace(/^ {2}bind :80$/m, `  bind 127.0.0.1:${ports.http}`)
       .replace(/^ {2}bind :443 /m, `  bind 127.0.0.1:${ports.https} `)
-      .replace(/^ {2}bind :6080$/m, `  bind 127.0.0.1:${stats}`)
+      .replace(/^ {2}bind 127\.0\.0\.1:6080$/m, `  bind 127.0.0.1:${stats}`)
       .replace(/^ {2}(chroot|stats socket|user|group) .*\n/gm, "")
       .replace("server certbot 127.0.0.1:8080", `server certbot 127.0.0.1:${challenge}`)
       .split("/etc/haproxy/ssl/")
@@ -335,6 +396,62 @@ describe("a real HAProxy running the rendered configuration", () => {
     const answer = await request(true, ports.https, urlPath, host);
     expect(answer.status).toBe(status);
     expect(answer.headers["strict-transport-security"]).toBe(HSTS_HEADER);
+  });
+
+  // Every spelling of the admin path, on a host whose every path goes to Synapse: denied (403)
+  // or refused as unnormalizable (400), never routed (503 here, a backend with no server).
+  const ADMIN_SPELLINGS = [
+    "/_synapse/admin/v1/users",
+    "/_synapse/admin/v1/users/%zz",
+    "/_synapse/admin/v1/users/%",
+    "/_synapse/admin%",
+    "/_synapse%zz/admin",
+    "//_synapse/admin/v1/users",
+    "/_synapse//admin/v1/users",
+    "/_synapse/./admin/v1/users",
+    "/./_synapse/admin",
+    "/_synapse/%2e/admin",
+    "/_synapse%2F%2Fadmin",
+    "/_synapse/x/../admin",
+    "/_synapse/%2e%2e/_synapse/admin",
+    "/_synapse\\admin",
+    "/_synapse%5cadmin",
+    "/_synapse/%61dmin",
+    "/_synapse/%2561dmin",
+    "/_synapse/%252561dmin/../admin",
+    "/_SYNAPSE/ADMIN",
+  ];
+  test.each(ADMIN_SPELLINGS)("the admin path spelled %s never reaches Synapse, whatever the route", async (urlPath) => {
+    for (const host of ["matrix.example.com", "localhost"]) {
+      const answer = await rawRequest(ports.https, urlPath, host);
+      expect([host, answer.status, [400, 403].includes(answer.status)]).toEqual([host, answer.status, true]);
+    }
+  });
+
+  test.each(["/secret", "/SECRET/x", "//secret", "/./secret", "/%73ecret", "/%2573ecret", "/%2F%2Fsecret"])(
+    "the backend's own deny refuses %s on a host routed wholly to it",
+    async (urlPath) => {
+      expect((await rawRequest(ports.https, urlPath, "internal.example.com")).status).toBe(403);
+      // No frontend rule denies it: on a host routed to another backend it is routed (503 here).
+      expect((await rawRequest(ports.https, urlPath, "element.example.com")).status).toBe(503);
+    },
+  );
+
+  test("a backend with denies still serves its other paths", async () => {
+    expect((await rawRequest(ports.https, "/public/secret", "internal.example.com")).status).toBe(503);
+  });
+
+  test.each([
+    ["/_matrix/client/v3/rooms/%21abc%3Aexample.com/state/m.room.name/", 503],
+    ["/_matrix/client/v3/rooms/%21abc%3Aexample.com/event/%24a%2Fb%2F%2Fc", 503],
+    ["/_matrix/media/v3/download/example.com/abc/a..b.png", 503],
+    ["/_synapse/client/v1/password_reset", 503],
+  ])("an ordinary Matrix path %s still reaches Synapse (%d)", async (urlPath, status) => {
+    expect((await rawRequest(ports.https, urlPath, "matrix.example.com")).status).toBe(status);
+  });
+
+  test("the statistics page answers on loopback only", () => {
+    expect(cfgText).toMatch(/^listen stats\n {2}bind 127\.0\.0\.1:6080\n(?! {2}bind)/m);
   });
 
   test("redirects by prefix, keeping the path and query", async () => {

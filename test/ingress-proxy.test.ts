@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { parse } from "yaml";
 import { IngressProxy, IngressProxyProps } from "../constructs/modules/ingress-proxy";
 import { IngressTcpListener } from "../constructs/modules/ingress-tcp-listener";
+import { IngressBackend } from "../constructs/modules/ingress-backend";
 import { ServiceContainer } from "../constructs/core/service-container";
 import { CERTBOT_ISSUE_SCRIPT, CERT_DEPLOY_HOOK, FALLBACK_CERT_SCRIPT } from "../lib/render/certbot";
 import { firstInstance, hostStack, synthJson, IPV4_HOST } from "./support/fixtures";
@@ -73,14 +74,14 @@ describe("IngressProxy", () => {
     expect(proxy.sharedCertsVolume).toMatch(/\$\{TfToken\[/);
   });
 
-  test("the firewall opens 80/443 to everyone and the statistics page to the host network only; nft accepts it", () => {
-    const { proxy, host } = deploy();
+  test("the firewall opens 80/443 to everyone and nothing else (statistics stay on loopback); nft accepts it", () => {
+    const { proxy } = deploy();
     const nft = file(proxy, "/etc/nftables.conf").content;
     checkNftables(nft);
     expect(nft).toContain('    tcp dport { 80, 443 } accept comment "HTTP and HTTPS from anywhere"');
-    expect(nft).toContain(`    ip saddr { ${host.networkCidrs[0]} } tcp dport { 6080 } accept`);
-    expect(nft).toContain(`    ip6 saddr { ${host.networkCidrs[1]} } tcp dport { 6080 } accept`);
-    expect(nft.match(/dport \{[^}]*6080/g)).toHaveLength(2);
+    expect(nft.match(/dport/g)).toEqual(["dport", "dport"]); // DHCPv6 client and 80/443
+    expect(nft).not.toContain("6080");
+    expect(proxy.haproxyTemplate).toMatch(/^listen stats\n {2}bind 127\.0\.0\.1:6080\n {2}stats enable$/m);
     expect(nft).toContain("policy drop;");
     // consul-template re-renders the same ruleset plus the TCP listener ports.
     expect(proxy.nftablesTemplate).toContain("{{- range ls `service/haproxy/tcp-listeners` }}");
@@ -231,6 +232,16 @@ describe("IngressTcpListener", () => {
     expect(() => new IngressTcpListener(stack, "l", { ingress: IngressProxy.reference(host), port, service: "synapse" })).toThrow(
       /port: must be an integer from 1 to 65535 other than the proxy's own ports 80, 443, 8080, 6080, got /,
     );
+  });
+
+  test("refuses a listener to a service that is an HTTP backend in the same app", () => {
+    const { stack, host } = hostStack();
+    new IngressBackend(stack, "backend", { service: "synapse", denyPaths: ["/_synapse/admin"] });
+    const ingress = IngressProxy.reference(host);
+    new IngressTcpListener(stack, "federation", { ingress, port: 8448, service: "synapse" });
+    new IngressTcpListener(stack, "turn", { ingress, port: 5350, service: "turn" });
+    const errors = stack.node.findAll().flatMap((c) => c.node.validate());
+    expect(errors).toEqual([expect.stringMatching(/federation: service "synapse" is the HTTP backend .*backend; raw TCP to it would bypass/)]);
   });
 
   test("reports a bad port and a bad service together", () => {

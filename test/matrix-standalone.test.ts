@@ -225,6 +225,9 @@ describe("synapse-admin's admin networks", () => {
     expect(nft(matrix.synapseAdmin)).toContain("ip saddr { 10.0.1.0/24 } tcp dport { 80 } accept");
     expect(nft(matrix.synapse)).toContain("ip saddr { 10.0.1.0/24 } tcp dport { 8008 } accept");
     expect(nft(stack.matrix.synapse)).not.toContain("10.0.1.0/24");
+    // PostgreSQL admits this project's Synapse (host part 40) for its database.
+    const kv = kvEntries(JSON.parse(Testing.synth(stack)));
+    expect(kv[kvPaths.postgresClient("vpn_synapse-0")]).toBe(`${stack.host.ipv4NetworkPart}.40`);
   });
 });
 

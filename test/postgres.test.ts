@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import { TerraformOutput } from "cdktf";
 import { Postgres, PostgresProps } from "../constructs/modules/postgres";
 import { PostgresDatabase } from "../constructs/modules/postgres-database";
+import { kvPaths } from "../lib/kv";
 import {
   POSTGRES_DATABASES_TEMPLATE,
   POSTGRES_DATA_DIR,
@@ -80,16 +81,36 @@ describe("PostgreSQL configuration", () => {
 });
 
 describe("Postgres", () => {
-  test("cloud-init passes cloud-init schema; the firewall opens 5432 to the host network only and passes nft -c", () => {
+  test("cloud-init passes cloud-init schema; the first-boot firewall opens no port, and nft -c accepts it", () => {
     const { postgres } = deploy();
     checkCloudInit(postgres.container.userData);
     const nft = fileAt(userDataOf(postgres), "/etc/nftables.conf");
     const open = nft.split("\n").filter((l) => / dport /.test(l) && !l.includes("DHCPv6"));
-    expect(open.map((l) => l.trim())).toEqual([
-      'ip saddr { 10.10.1.0/24 } tcp dport { 5432 } accept comment "PostgreSQL from the host network"',
-      'ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 5432 } accept comment "PostgreSQL from the host network"',
-    ]);
+    expect(open).toEqual([]);
     checkNftables(nft);
+  });
+
+  test("consul-template opens 5432 to exactly the registered client addresses (real consul-template, nft -c)", () => {
+    const { postgres } = deploy();
+    const ctmpl = userDataOf(postgres).write_files.find((f: any) => f.path.endsWith("/nftables.conf.ctmpl"));
+    expect(ctmpl).toBeDefined();
+    // With no clients it renders exactly the first-boot ruleset.
+    expect(renderWithConsul(ctmpl.content, {})).toBe(fileAt(userDataOf(postgres), "/etc/nftables.conf"));
+    const nft = renderWithConsul(ctmpl.content, {
+      [kvPaths.postgresClient("synapse-0")]: "10.10.1.20",
+      [kvPaths.postgresClient("synapse-1")]: "fd10:10:10:1::1:20",
+      [kvPaths.postgresClient("bad-v4")]: "10.10.1.256",
+      [kvPaths.postgresClient("bad-v6")]: "fd10::1::2",
+      [kvPaths.postgresClient("cidr")]: "10.10.1.0/24",
+      [kvPaths.postgresClient("evil")]: '10.10.1.5 } accept; tcp dport 22 accept comment "x',
+      [kvPaths.postgresClient('quote"key')]: "10.10.1.30",
+    });
+    checkNftables(nft);
+    const open = nft.split("\n").filter((l) => / dport /.test(l) && !l.includes("DHCPv6"));
+    expect(open.map((l) => l.trim())).toEqual([
+      'ip saddr 10.10.1.20 tcp dport 5432 accept comment "PostgreSQL client synapse-0"',
+      'ip6 saddr fd10:10:10:1::1:20 tcp dport 5432 accept comment "PostgreSQL client synapse-1"',
+    ]);
   });
 
   test("runs at ryo's address with the cluster on a protected data volume, registered as a Consul service", () => {
@@ -224,6 +245,20 @@ describe("PostgresDatabase", () => {
       expect.objectContaining({ instance: "postgres", project: "default", target_path: `${POSTGRES_PASSWORDS_DIR}/app` }),
     ]);
     expect((Object.values(json.resource.lxd_instance_file)[0] as any).lifecycle).toBeUndefined();
+  });
+
+  test("names its client addresses in KV for the server's firewall, and rejects what is not an address", () => {
+    const { stack, host } = hostStack();
+    const postgres = Postgres.reference(host);
+    new PostgresDatabase(stack, "db", { postgres, database: "app", owner: "app_owner", clients: ["10.10.1.20", "fd10:10:10:1::1:20"] });
+    const kv = kvEntries(synthJson(stack));
+    expect(Object.entries(kv).filter(([k]) => k.startsWith("service/postgres/clients/"))).toEqual([
+      ["service/postgres/clients/app-0", "10.10.1.20"],
+      ["service/postgres/clients/app-1", "fd10:10:10:1::1:20"],
+    ]);
+    expect(() => new PostgresDatabase(stack, "bad", { postgres, database: "other", owner: "other_owner", clients: ["10.10.1.0/24", "host.example"] })).toThrow(
+      /- clients\[0\]: must be an IPv4 or IPv6 address[\s\S]*- clients\[1\]: must be/,
+    );
   });
 
   test("rejects names that are not plain identifiers or are reserved, naming the prop", () => {

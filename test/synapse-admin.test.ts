@@ -38,13 +38,13 @@ describe("SynapseAdmin", () => {
     checkNftables(nft);
   });
 
-  test("admin networks default to the host network", () => {
+  test("admin networks default to the host's own address, not the whole container network", () => {
     const { admin } = deploy();
-    expect(admin.adminNetworks).toEqual(["10.10.1.0/24", "fd10:10:10:1::1:0/112"]);
+    expect(admin.adminNetworks).toEqual(["10.10.1.1/32", "fd10:10:10:1::1:1/128"]);
     const nft = fileAt(userDataOf(admin), "/etc/nftables.conf")!;
     expect(acceptRules(nft)).toEqual([
-      expect.stringMatching(/^ip saddr \{ 10\.10\.1\.0\/24 \} tcp dport \{ 80 \} accept/),
-      expect.stringMatching(/^ip6 saddr \{ fd10:10:10:1::1:0\/112 \} tcp dport \{ 80 \} accept/),
+      expect.stringMatching(/^ip saddr \{ 10\.10\.1\.1\/32 \} tcp dport \{ 80 \} accept/),
+      expect.stringMatching(/^ip6 saddr \{ fd10:10:10:1::1:1\/128 \} tcp dport \{ 80 \} accept/),
     ]);
     checkNftables(nft);
   });

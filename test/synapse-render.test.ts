@@ -14,7 +14,7 @@ import {
   renderSynapseInstall,
   synapseFiles,
 } from "../lib/render/synapse";
-import { checkSynapseConfig, rewriteAbsolutePaths } from "./support/validators";
+import { checkSynapseConfig, probeSynapseBlocklists, rewriteAbsolutePaths } from "./support/validators";
 
 const MINIMAL: HomeserverOptions = {
   domain: "example.com",
@@ -201,6 +201,56 @@ describe("Synapse's own config loader accepts", () => {
   test("the IPv4-only configuration with a pepper and public rooms", () => {
     const options = { ...MINIMAL, dualStack: false, passwordPepper: "sample-pepper", allowPublicRoomsWithoutAuth: true, allowPublicRoomsOverFederation: true };
     expect(checkSynapseConfig(renderHomeserverConfig(options), loaderFiles)).toMatch(/config OK/);
+  });
+});
+
+describe("Synapse's own address and URL checks", () => {
+  // 93.184.215.14 / 2606:2800:21f:cb07:6820:80da:af6b:8b2c stand in for the host's public addresses.
+  const options = { ...MINIMAL, hostPublicAddresses: ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] };
+  const blockedIps = [
+    "0.1.2.3", // 0/8 ("this network"; 0.0.0.0 reaches loopback on Linux)
+    "240.0.0.1", // 240/4, reserved
+    "255.255.255.255",
+    "10.10.1.1", // the container network
+    "64:ff9b::a0a:101", // NAT64 of 10.10.1.1
+    "64:ff9b:1::a0a:101", // local-use NAT64
+    "2001:0:a0a:101::1", // Teredo
+    "2002:a0a:101::1", // 6to4 of 10.10.1.1
+    "::ffff:10.10.1.1", // IPv4-mapped
+    "93.184.215.14", // the host's public IPv4
+    "2606:2800:21f:cb07:6820:80da:af6b:8b2c", // the host's public IPv6
+  ];
+  const publicIps = ["93.184.215.15", "2606:2800:21f:cb07:6820:80da:af6b:8b2d", "1.1.1.1"];
+  const blockedUrls = [
+    "https://93.184.215.15/",
+    "https://93.184.215.15:443/",
+    "https://93.184.215.15:8448/x",
+    "https://[2606:4700::1111]/",
+    "https://[2606:4700::1111]:443/",
+    "https://2130706433/", // 127.0.0.1 as one number
+    "https://user@example.com/",
+    "http://example.com/",
+    "https://www.google.com:443/",
+  ];
+  let result: ReturnType<typeof probeSynapseBlocklists>;
+  beforeAll(() => {
+    result = probeSynapseBlocklists(renderHomeserverConfig(options), { ips: [...blockedIps, ...publicIps], urls: [...blockedUrls, "https://example.com/page"] }, loaderFiles);
+  });
+
+  test.each(blockedIps)("refuse outbound requests and URL previews to %s", (ip) => {
+    expect([ip, result.outbound[ip], result.preview[ip]]).toEqual([ip, true, true]);
+  });
+
+  test.each(publicIps)("still reach the public address %s", (ip) => {
+    expect([ip, result.outbound[ip], result.preview[ip]]).toEqual([ip, false, false]);
+  });
+
+  test.each(blockedUrls)("refuse to preview %s by pattern, explicit port or not", (url) => {
+    expect([url, result.urls[url]]).toEqual([url, true]);
+  });
+
+  test("still preview an ordinary https URL", () => {
+    expect(result.urls["https://example.com/page"]).toBe(false);
   });
 });
 

@@ -1,6 +1,7 @@
 import { TerraformStack, TerraformVariable } from "cdktf";
 import { parse } from "yaml";
 import { Synapse, SynapseProps } from "../constructs/matrix/synapse";
+import { IngressProxy } from "../constructs/modules/ingress-proxy";
 import { Host, HostProps } from "../lib/host";
 import { SYNAPSE_PATHS } from "../lib/render/synapse";
 import { DUAL_STACK_HOST, IPV4_HOST, hostStack, synthJson } from "./support/fixtures";
@@ -15,6 +16,7 @@ function secret(stack: TerraformStack, name: string): string {
 function baseProps(stack: TerraformStack, host: Host): SynapseProps {
   return {
     host,
+    ingress: IngressProxy.reference(host),
     projectId: "matrix",
     domain: "example.com",
     adminUser: "admin",
@@ -96,15 +98,26 @@ describe("Synapse container", () => {
     expect(resources(deploy({ protectData: false }).json, "lxd_storage_volume")[0].lifecycle).toEqual({ prevent_destroy: false });
   });
 
-  test("opens only port 8008, and only to the host network", () => {
+  test("opens only port 8008, and only to the ingress proxy and the host's own address", () => {
     const { json } = deploy();
     const nft = fileIn(userDataOf(json), "/etc/nftables.conf")!;
     const accepts = nft.split("\n").filter((l) => /dport/.test(l) && !/DHCPv6/.test(l)).map((l) => l.trim());
     expect(accepts).toEqual([
-      'ip saddr { 10.10.1.0/24 } tcp dport { 8008 } accept comment "Synapse client and federation API from the host network"',
-      'ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 8008 } accept comment "Synapse client and federation API from the host network"',
+      'ip saddr { 10.10.1.10/32 } tcp dport { 8008 } accept comment "Synapse client and federation API from the ingress proxy only"',
+      'ip6 saddr { fd10:10:10:1::1:10/128 } tcp dport { 8008 } accept comment "Synapse client and federation API from the ingress proxy only"',
+      'ip saddr { 10.10.1.1/32 } tcp dport { 8008 } accept comment "Synapse API for synapse-admin from the admin networks"',
+      'ip6 saddr { fd10:10:10:1::1:1/128 } tcp dport { 8008 } accept comment "Synapse API for synapse-admin from the admin networks"',
     ]);
+    expect(nft).not.toContain("10.10.1.0/24");
     expect(checkNftables(nft)).toBeDefined();
+  });
+
+  test("admits the configured admin networks instead of the host's address", () => {
+    const { json } = deploy({ adminNetworks: ["192.168.50.0/24"] });
+    const nft = fileIn(userDataOf(json), "/etc/nftables.conf")!;
+    expect(nft).toContain('ip saddr { 192.168.50.0/24 } tcp dport { 8008 } accept comment "Synapse API for synapse-admin from the admin networks"');
+    expect(nft).not.toContain("10.10.1.1/32");
+    checkNftables(nft);
   });
 
   test("user-data passes cloud-init's schema, on the stock image and on a pre-built one", () => {

@@ -2,6 +2,7 @@ import { TerraformStack, TerraformVariable, Testing } from "cdktf";
 import { parse } from "yaml";
 import { WellknownServer, WellknownRef, WELLKNOWN_SITE_PATH, WELLKNOWN_RELOAD_SCRIPT } from "../constructs/modules/wellknown-server";
 import { WellknownJsonRule, WellknownRedirectRule } from "../constructs/modules/wellknown-rule";
+import { IngressProxy } from "../constructs/modules/ingress-proxy";
 import { Host } from "../lib/host";
 import { renderWellknownSite, renderWellknownSiteFromKv, renderWellknownSiteTemplate } from "../lib/render/wellknown";
 import { hostStack, kvEntries, synthJson, DUAL_STACK_HOST } from "./support/fixtures";
@@ -17,9 +18,9 @@ const userDataOf = (server: WellknownServer) => parse(server.container.userData)
 const fileOf = (doc: any, path: string) => doc.write_files.find((f: any) => f.path === path);
 
 describe("WellknownServer", () => {
-  test("deploys container and Consul service 'wellknown' at host part 16, serving HTTP to the host network only", () => {
+  test("deploys container and Consul service 'wellknown' at host part 16, serving HTTP to the ingress proxy only", () => {
     const { stack, host } = hostStack();
-    const server = new WellknownServer(stack, "wellknown", { host });
+    const server = new WellknownServer(stack, "wellknown", { host, ingress: IngressProxy.reference(host) });
     const json = synthJson(stack);
     const instance = Object.values<any>(json.resource.lxd_instance)[0];
     expect(instance.name).toBe("wellknown");
@@ -31,22 +32,22 @@ describe("WellknownServer", () => {
     const nft = fileOf(userDataOf(server), "/etc/nftables.conf").content;
     const accepts = nft.split("\n").filter((l: string) => / accept comment /.test(l) && !/DHCPv6/.test(l));
     expect(accepts).toEqual([
-      '    ip saddr { 10.10.1.0/24 } tcp dport { 80 } accept comment "HTTP from the host network (ingress proxy)"',
-      '    ip6 saddr { fd10:10:10:1::1:0/112 } tcp dport { 80 } accept comment "HTTP from the host network (ingress proxy)"',
+      '    ip saddr { 10.10.1.10/32 } tcp dport { 80 } accept comment "HTTP from the ingress proxy only"',
+      '    ip6 saddr { fd10:10:10:1::1:10/128 } tcp dport { 80 } accept comment "HTTP from the ingress proxy only"',
     ]);
     checkNftables(nft);
   });
 
   test("registers itself as an ingress backend through Terraform, not from inside the container", () => {
     const { stack, host } = hostStack();
-    const server = new WellknownServer(stack, "wellknown", { host });
+    const server = new WellknownServer(stack, "wellknown", { host, ingress: IngressProxy.reference(host) });
     expect(kvOf(synthJson(stack))).toEqual({ "service/haproxy/backends/no-ssl/wellknown": "" });
     expect(server.container.userData).not.toMatch(/consul kv|service\/haproxy/);
   });
 
   test("consul-template renders the site from the host's Consul and reloads nginx; the default site is removed", () => {
     const { stack, host } = hostStack();
-    const doc = userDataOf(new WellknownServer(stack, "wellknown", { host }));
+    const doc = userDataOf(new WellknownServer(stack, "wellknown", { host, ingress: IngressProxy.reference(host) }));
     expect(fileOf(doc, "/etc/consul-template/templates/wellknown-site.ctmpl").content).toBe(renderWellknownSiteTemplate());
     const config = fileOf(doc, "/etc/consul-template/config.hcl").content;
     expect(config).toContain(`address = "${host.consul.address}"`);
@@ -64,14 +65,14 @@ describe("WellknownServer", () => {
 
   test("the stock image installs nginx and the pinned consul-template; a pre-built image installs nothing", () => {
     const stock = hostStack();
-    const stockServer = new WellknownServer(stock.stack, "wellknown", { host: stock.host });
+    const stockServer = new WellknownServer(stock.stack, "wellknown", { host: stock.host, ingress: IngressProxy.reference(stock.host) });
     const stockDoc = userDataOf(stockServer);
     expect(stockDoc.packages).toEqual(expect.arrayContaining(["nginx", "curl", "unzip"]));
     expect(stockDoc.runcmd.some((c: string) => /sha256sum -c/.test(c))).toBe(true);
     checkCloudInit(stockServer.container.userData);
 
     const prebuilt = hostStack();
-    const server = new WellknownServer(prebuilt.stack, "wellknown", { host: prebuilt.host, image: "local:wellknown" });
+    const server = new WellknownServer(prebuilt.stack, "wellknown", { host: prebuilt.host, ingress: IngressProxy.reference(prebuilt.host), image: "local:wellknown" });
     const doc = userDataOf(server);
     expect(doc.packages).toBeUndefined();
     expect(server.container.userData).not.toMatch(/curl|releases\./);
@@ -80,7 +81,7 @@ describe("WellknownServer", () => {
 
   test("takes another name and host part", () => {
     const { stack, host } = hostStack();
-    const server = new WellknownServer(stack, "wk", { host, name: "shared-wellknown", hostPart: 40 });
+    const server = new WellknownServer(stack, "wk", { host, ingress: IngressProxy.reference(host), name: "shared-wellknown", hostPart: 40 });
     const json = synthJson(stack);
     expect(server.container.address.ipv4).toBe("10.10.1.40");
     expect(kvOf(json)).toEqual({ "service/haproxy/backends/no-ssl/shared-wellknown": "" });
@@ -88,8 +89,8 @@ describe("WellknownServer", () => {
 
   test("refuses a bad name and a bad host part, naming the prop and the valid range", () => {
     const { stack, host } = hostStack();
-    expect(() => new WellknownServer(stack, "a", { host, name: "Well Known" })).toThrow(/name: must be lower-case letters, digits and dashes/);
-    expect(() => new WellknownServer(stack, "b", { host, hostPart: 150 })).toThrow(/hostPart: 150 .* must be an integer from 2 to 254 outside the DHCP range 100-254/);
+    expect(() => new WellknownServer(stack, "a", { host, ingress: IngressProxy.reference(host), name: "Well Known" })).toThrow(/name: must be lower-case letters, digits and dashes/);
+    expect(() => new WellknownServer(stack, "b", { host, ingress: IngressProxy.reference(host), hostPart: 150 })).toThrow(/hostPart: 150 .* must be an integer from 2 to 254 outside the DHCP range 100-254/);
   });
 
   test("reference() names a server deployed elsewhere", () => {
@@ -147,7 +148,7 @@ describe("WellknownJsonRule and WellknownRedirectRule", () => {
 
   test("server and several rules on one domain: every key has exactly one owner, and no shared domain key", () => {
     const { stack, host } = hostStack();
-    const wellknown = new WellknownServer(stack, "wellknown", { host });
+    const wellknown = new WellknownServer(stack, "wellknown", { host, ingress: IngressProxy.reference(host) });
     new WellknownJsonRule(stack, "client", { wellknown, name: "matrix-client", domain: "example.com", path: "/.well-known/matrix/client", payload: CLIENT });
     new WellknownJsonRule(stack, "server", { wellknown, name: "matrix-server", domain: "example.com", path: "/.well-known/matrix/server", payload: SERVER });
     new WellknownRedirectRule(stack, "support", { wellknown, name: "support", domain: "example.com", path: "/.well-known/support", url: "https://example.com/help" });

@@ -13,6 +13,7 @@ import { renderElementConfig, validateElementConfigOptions, ElementConfigOptions
 import { staticAppProvisioning, validatePinnedRelease } from "../../lib/render/static-site";
 import { ServiceContainer } from "../core/service-container";
 import { IngressBackend } from "../modules/ingress-backend";
+import { IngressProxyRef, fromIngressProxy } from "../modules/ingress-proxy";
 import { IngressRoute } from "../modules/ingress-route";
 
 /** The Element Web release deployed by default, with the SHA-256 of its `element-v<version>.tar.gz`. */
@@ -30,6 +31,8 @@ export const ELEMENT_DEFAULT_HOST_PART = 21;
 /** The container and release settings, plus every config.json option of ElementConfigOptions. */
 export interface ElementWebProps extends ElementConfigOptions {
   readonly host: Host;
+  /** The ingress proxy, the only client the firewall admits. */
+  readonly ingress: IngressProxyRef;
   /** Prefix of the default name. @default "matrix" */
   readonly projectId?: string;
   /** Container and Consul service name (also the HAProxy backend). @default "<projectId>-element" */
@@ -104,8 +107,7 @@ export class ElementWeb extends Construct {
       stockImageCommands: app.stockImageCommands,
       files: app.files,
       commands: app.commands,
-      // The ingress proxy is the only client; it sits on the host network.
-      firewall: [{ protocol: "tcp", ports: [80], from: props.host.networkCidrs, comment: "http from the host network (ingress proxy)" }],
+      firewall: [fromIngressProxy(props.ingress, 80, "HTTP")],
       service: { name: this.name, port: 80, tags: ["webserver"] },
       protectData: props.protectData,
     });

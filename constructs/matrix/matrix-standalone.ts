@@ -60,7 +60,7 @@ export interface MatrixStandaloneProps {
   readonly element?: Partial<PinnedRelease> & { readonly image?: string; readonly countryCode?: string; readonly footerLinks?: readonly FooterLink[] };
   /** @default the pinned Synapse version on the stock image */
   readonly synapse?: { readonly version?: string; readonly image?: string };
-  /** @default the pinned release, reachable from the host network only */
+  /** @default the pinned release; it and Synapse's port 8008 reachable from the host's own address only */
   readonly synapseAdmin?: Partial<PinnedRelease> & { readonly image?: string; readonly adminNetworks?: readonly string[] };
   /** Host parts of the static addresses. @default { synapse: 20, element: 21, synapseAdmin: 22 } */
   readonly hostParts?: { readonly synapse?: number; readonly element?: number; readonly synapseAdmin?: number };
@@ -91,12 +91,19 @@ export class MatrixStandalone extends Construct {
     });
 
     const dbName = `${projectId.replace(/-/g, "_")}_synapse`;
-    this.database = new PostgresDatabase(this, "synapse-database", { postgres: modules.postgres, database: dbName, owner: dbName });
+    // Synapse is the database's only client; its address follows from its host part.
+    const synapsePart = props.hostParts?.synapse ?? 20;
+    this.database = new PostgresDatabase(this, "synapse-database", {
+      postgres: modules.postgres,
+      database: dbName,
+      owner: dbName,
+      clients: [host.ipv4(synapsePart), ...(host.dualStack ? [host.ipv6(synapsePart)!] : [])],
+    });
 
     this.synapse = new Synapse(this, "synapse", {
       host,
       projectId,
-      hostPart: props.hostParts?.synapse ?? 20,
+      hostPart: synapsePart,
       image: props.synapse?.image,
       version: props.synapse?.version,
       domain,
@@ -115,7 +122,8 @@ export class MatrixStandalone extends Construct {
       allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
       allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
       protectData: props.protectData,
-      adminNetworks: props.synapseAdmin?.adminNetworks?.filter((cidr) => !host.networkCidrs.includes(cidr)),
+      ingress: modules.ingress,
+      adminNetworks: props.synapseAdmin?.adminNetworks,
     });
     // Synapse starts once its database and certificates are registered; it still waits for the
     // database to answer, since PostgreSQL creates it asynchronously.
@@ -123,6 +131,7 @@ export class MatrixStandalone extends Construct {
 
     this.element = new ElementWeb(this, "element", {
       host,
+      ingress: modules.ingress,
       projectId,
       hostPart: props.hostParts?.element ?? 21,
       domain,

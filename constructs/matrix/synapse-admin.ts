@@ -45,7 +45,11 @@ export interface SynapseAdminProps {
    * @default the GitHub release asset of `version` (synapseAdminDownloadUrl)
    */
   readonly downloadUrl?: string;
-  /** CIDRs (or addresses) allowed to reach the UI on port 80. @default the host network (host.networkCidrs) */
+  /**
+   * CIDRs (or addresses) allowed to reach the UI on port 80; give Synapse the same list, since
+   * the browser calls Synapse's port 8008 directly (in cleartext: trusted networks only).
+   * @default the host's own addresses on the container network (host.gatewayCidrs)
+   */
   readonly adminNetworks?: readonly string[];
   /**
    * Pre-built image with synapse-admin unpacked at /var/www/synapse-admin and nginx installed;
@@ -84,7 +88,7 @@ export class SynapseAdmin extends Construct {
       `must be Synapse's base URL without a path, such as http://10.10.1.20:8008, got ${JSON.stringify(props.homeserverUrl)}`,
     );
     if (props.adminNetworks !== undefined) {
-      problems.check(props.adminNetworks.length > 0, "adminNetworks", "must list at least one network; leave it out for the host network");
+      problems.check(props.adminNetworks.length > 0, "adminNetworks", "must list at least one network; leave it out for the host's own address");
       props.adminNetworks.forEach((cidr, i) =>
         problems.check(isCidr(cidr), `adminNetworks[${i}]`, `must be an IPv4 or IPv6 CIDR such as 10.10.1.0/24 or fd00::/64, got ${JSON.stringify(cidr)}`),
       );
@@ -95,7 +99,7 @@ export class SynapseAdmin extends Construct {
     this.name = props.name ?? `${props.projectId ?? "matrix"}-synapse-admin`;
     this.version = props.version ?? SYNAPSE_ADMIN_RELEASE.version;
     const sha256 = props.sha256 ?? SYNAPSE_ADMIN_RELEASE.sha256;
-    this.adminNetworks = [...(props.adminNetworks ?? props.host.networkCidrs)];
+    this.adminNetworks = [...(props.adminNetworks ?? props.host.gatewayCidrs)];
     // synapse-admin's supported lock: with a single restrictBaseUrl the login form has no server field.
     this.configJson = `${JSON.stringify({ restrictBaseUrl: props.homeserverUrl.replace(/\/$/, "") }, null, 2)}\n`;
 

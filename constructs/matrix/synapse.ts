@@ -27,6 +27,7 @@ import {
 import { ServiceContainer } from "../core/service-container";
 import { IngressBackend } from "../modules/ingress-backend";
 import { IngressRoute } from "../modules/ingress-route";
+import { IngressProxyRef, fromIngressProxy } from "../modules/ingress-proxy";
 
 /** The Synapse release installed on the stock image. */
 export const SYNAPSE_VERSION = "1.163.2";
@@ -44,6 +45,8 @@ export interface SynapseTurnProps {
 
 export interface SynapseProps {
   readonly host: Host;
+  /** The ingress proxy, which reaches Synapse's port 8008 (with the admin networks). */
+  readonly ingress: IngressProxyRef;
   /** The project's id: lower-case letters, digits and dashes, at most 15 characters. */
   readonly projectId: string;
   /** Container and Consul service name; also prefixes the ingress ACL names. @default "<projectId>-synapse" */
@@ -93,12 +96,15 @@ export interface SynapseProps {
   /** Resource limits such as `{ cpu: "2", memory: "4GiB" }`. @default none */
   readonly limits?: Record<string, string>;
   /**
-   * Networks (CIDRs) besides the host network whose browsers use synapse-admin, which calls
-   * Synapse's API directly on port 8008.
-   * @default none: the host network only
+   * Networks (CIDRs) whose browsers use synapse-admin, which calls Synapse's API (admin API
+   * included) directly on port 8008, in cleartext: keep them to networks you trust.
+   * @default the host's own addresses on the container network (`<ipv4NetworkPart>.1/32`, and the IPv6 one)
    */
   readonly adminNetworks?: readonly string[];
 }
+
+/** Synapse's admin API: never reachable through the ingress proxy. */
+export const SYNAPSE_ADMIN_PATH = "/_synapse/admin";
 
 const SECRET_RULE =
   "must be a Terraform token such as a generated password or a sensitive TerraformVariable's value (set with TF_VAR_<name>); a literal would be written into cdktf.out";
@@ -146,6 +152,7 @@ export class Synapse extends Construct {
         roomComplexity: props.roomComplexity,
         allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
         allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
+        hostPublicAddresses: [host.publicIpv4, host.externalIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
         quote,
       },
       bootstrap: { adminUser: props.adminUser, dualStack: host.dualStack },
@@ -163,11 +170,16 @@ export class Synapse extends Construct {
       stockImageCommands: [SYNAPSE_PATHS.installScript],
       files,
       commands: SYNAPSE_BOOTSTRAP_START,
+      // Nothing else on the bridge reaches 8008: Synapse trusts X-Forwarded-For, which the
+      // proxy overwrites, and serves its admin API on the same port.
       firewall: [
-        { protocol: "tcp", ports: [SYNAPSE_PORT], from: host.networkCidrs, comment: "Synapse client and federation API from the host network" },
-        ...(props.adminNetworks?.length
-          ? [{ protocol: "tcp" as const, ports: [SYNAPSE_PORT], from: props.adminNetworks, comment: "Synapse API for synapse-admin from the admin networks" }]
-          : []),
+        fromIngressProxy(props.ingress, SYNAPSE_PORT, "Synapse client and federation API"),
+        {
+          protocol: "tcp",
+          ports: [SYNAPSE_PORT],
+          from: props.adminNetworks?.length ? props.adminNetworks : host.gatewayCidrs,
+          comment: "Synapse API for synapse-admin from the admin networks",
+        },
       ],
       volumes: [{ name: "data", path: SYNAPSE_PATHS.dataDir }],
       service: { name: this.name, port: SYNAPSE_PORT },
@@ -185,7 +197,9 @@ export class Synapse extends Construct {
       precondition: [adminPasswordPolicy(props.adminPassword)],
     };
 
-    this.backend = new IngressBackend(this, "ingress-backend", { service: this.name });
+    // Denied on the backend as well as by the route below: a route that sends a whole host to
+    // Synapse (another project's, or a future one) still never reaches the admin API.
+    this.backend = new IngressBackend(this, "ingress-backend", { service: this.name, denyPaths: [SYNAPSE_ADMIN_PATH] });
     const matrixHost = `matrix.${domain}`;
     this.routes = {
       matrix: new IngressRoute(this, "route-matrix", {
@@ -203,7 +217,7 @@ export class Synapse extends Construct {
       // On every host, not only matrix.<domain>: the admin API is never public.
       admin: new IngressRoute(this, "route-synapse-admin", {
         name: `${this.name}-path-synapse-admin`,
-        path: "/_synapse/admin",
+        path: SYNAPSE_ADMIN_PATH,
         action: { deny: true },
       }),
     };

@@ -11,7 +11,7 @@
 import { Construct } from "constructs";
 import type { ITerraformDependable } from "cdktf";
 import type { Host } from "../../lib/host";
-import type { StaticAddress } from "../../lib/address-plan";
+import { addressCidrs, StaticAddress } from "../../lib/address-plan";
 import { Problems, isResourceName } from "../../lib/problems";
 import { INGRESS_PUBLIC_PORTS } from "../../lib/rules";
 import type { FirewallRule } from "../../lib/render/nftables";
@@ -24,7 +24,6 @@ import {
 import {
   HAPROXY_CERT_DIR,
   HAPROXY_CONFIG_PATH,
-  HAPROXY_STATS_PORT,
   renderHaproxyTemplate,
   renderIngressNftablesTemplate,
 } from "../../lib/render/haproxy";
@@ -83,12 +82,17 @@ export interface IngressProxyProps {
 
 const sharedCertsVolumeName = (name: string): string => `${name}-shared-certs`;
 
-/** 80 and 443 from anywhere; HAProxy's statistics page from the host network only. */
-export function ingressFirewall(host: Host): FirewallRule[] {
-  return [
-    { protocol: "tcp", ports: [80, 443], comment: "HTTP and HTTPS from anywhere" },
-    { protocol: "tcp", ports: [HAPROXY_STATS_PORT], from: host.networkCidrs, comment: "HAProxy statistics from the host network" },
-  ];
+/** 80 and 443 from anywhere; nothing else (HAProxy's statistics page listens on loopback only). */
+export function ingressFirewall(): FirewallRule[] {
+  return [{ protocol: "tcp", ports: [80, 443], comment: "HTTP and HTTPS from anywhere" }];
+}
+
+/**
+ * The firewall rule of a backend: `port` from the ingress proxy's addresses only, so no other
+ * container on the bridge reaches the service past the proxy's rules and forwarded headers.
+ */
+export function fromIngressProxy(ingress: IngressProxyRef, port: number, what: string): FirewallRule {
+  return { protocol: "tcp", ports: [port], from: addressCidrs(ingress.address), comment: `${what} from the ingress proxy only` };
 }
 
 export class IngressProxy extends Construct implements IngressProxyRef {
@@ -125,7 +129,7 @@ export class IngressProxy extends Construct implements IngressProxyRef {
     }
     problems.throwIfAny(`${this.node.path}: invalid IngressProxy props`);
 
-    const firewall = ingressFirewall(host);
+    const firewall = ingressFirewall();
     this.haproxyTemplate = renderHaproxyTemplate({
       dnsServer: `${host.consulIp}:${host.consul.dnsPort}`,
       dnsDomain: host.consul.dnsDomain,

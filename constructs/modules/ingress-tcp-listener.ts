@@ -5,10 +5,13 @@
  * from the host's public IPv4 (and public IPv6 on dual-stack hosts). ryo wrote only the KV
  * entry, so its listeners were unreachable from outside. How the devices get onto the proxy's
  * container depends on the LXD provider major (lxd-dialect.ts): with 1.x the listener must be
- * in the stack that deploys the proxy.
+ * in the stack that deploys the proxy. A listener to a service that is also an HTTP backend is
+ * refused (here when both are in one app, by the proxy's template in any case): raw TCP to an
+ * HTTP service would bypass every HTTP rule, the admin-path deny included.
  */
 import { Construct } from "constructs";
 import { KvEntries } from "../core/kv-entries";
+import { IngressBackend } from "./ingress-backend";
 import { LxdDevice, lxdDialect } from "../core/lxd-dialect";
 import type { IngressProxyRef } from "./ingress-proxy";
 import { kvPaths } from "../../lib/kv";
@@ -47,6 +50,16 @@ export class IngressTcpListener extends Construct {
     problems.throwIfAny(`${this.node.path}: invalid IngressTcpListener props`);
     this.port = props.port;
     this.service = props.service;
+    this.node.addValidation({
+      validate: () =>
+        this.node.root.node
+          .findAll()
+          .filter((c): c is IngressBackend => c instanceof IngressBackend && c.service === props.service)
+          .map(
+            (backend) =>
+              `${this.node.path}: service ${JSON.stringify(props.service)} is the HTTP backend ${backend.node.path}; raw TCP to it would bypass the proxy's HTTP rules (the proxy leaves such a listener out). Route HTTP through IngressRoute instead.`,
+          ),
+    });
 
     const { host, address, containerName } = props.ingress;
     host.publicPorts.reserve(this.node.path, "tcp", props.port, props.port, "port");

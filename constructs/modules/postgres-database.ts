@@ -20,12 +20,12 @@
  * database or the role.
  */
 import { Construct } from "constructs";
-import { Fn } from "cdktf";
+import { Fn, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import { lxdDialect } from "../core/lxd-dialect";
 import { KvEntries } from "../core/kv-entries";
 import type { PostgresRef } from "./postgres";
-import type { Host } from "../../lib/host";
+import { Host, isIpv4, isIpv6 } from "../../lib/host";
 import { kvPaths } from "../../lib/kv";
 import { Problems } from "../../lib/problems";
 import {
@@ -51,6 +51,12 @@ export interface PostgresDatabaseOptions {
   readonly lcCtype?: string;
   /** @default "template0" */
   readonly template?: string;
+  /**
+   * Addresses (IPv4 or IPv6, e.g. the client container's `address.ipv4`) that the server's
+   * firewall admits to port 5432; nothing else on the bridge reaches PostgreSQL.
+   * @default none: no container reaches the server on this registration's behalf
+   */
+  readonly clients?: readonly string[];
 }
 
 export interface PostgresDatabaseProps extends PostgresDatabaseOptions {
@@ -100,6 +106,13 @@ export class PostgresDatabase extends Construct {
         problems.check(new RegExp(LOCALE_PATTERN).test(value), path, `must be a locale name such as C or en_US.UTF-8, got ${JSON.stringify(value)}`);
       }
     }
+    (props.clients ?? []).forEach((address, i) =>
+      problems.check(
+        Token.isUnresolved(address) || isIpv4(address) || isIpv6(address),
+        `clients[${i}]`,
+        `must be an IPv4 or IPv6 address (lower-case hex, no prefix length) such as 10.10.1.20, got ${JSON.stringify(address)}`,
+      ),
+    );
     const seen = registered.get(props.postgres.host) ?? { databases: new Map<string, string>(), owners: new Map<string, string>() };
     registered.set(props.postgres.host, seen);
     const otherDb = seen.databases.get(props.database);
@@ -138,6 +151,10 @@ export class PostgresDatabase extends Construct {
       // Names the delivered password; the digest itself logs in nowhere.
       [setting("password-sha256")]: Fn.sha256(this.password.result),
     }, [delivery]);
+
+    if ((props.clients ?? []).length > 0) {
+      new KvEntries(this, "clients", Object.fromEntries((props.clients ?? []).map((address, i) => [kvPaths.postgresClient(`${props.database}-${i}`), address])));
+    }
 
     this.connection = {
       host: props.postgres.address.ipv4,

@@ -1,7 +1,8 @@
 /**
  * The shared PostgreSQL 15 server of a host (ryo's postgres module): one container at a static
  * address, its cluster on a protected LXD storage volume that survives container replacement,
- * reachable on port 5432 from the host network only. Projects register databases with
+ * reachable on port 5432 only from the client addresses that registrations name (its firewall is
+ * a consul-template template over `service/postgres/clients`). Projects register databases with
  * PostgresDatabase (Consul KV); consul-template in the container creates them. It needs the
  * host's Consul server (consul-template reads the registrations from it).
  *
@@ -29,6 +30,7 @@ import {
   POSTGRES_VERSION,
   postgresCommands,
   postgresFiles,
+  renderPostgresNftablesTemplate,
 } from "../../lib/render/postgres";
 import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
 
@@ -134,6 +136,13 @@ export class Postgres extends Construct implements PostgresRef {
           consulAddress: props.host.consul.address,
           templates: [
             {
+              name: "nftables.conf.ctmpl",
+              template: renderPostgresNftablesTemplate([]),
+              destination: "/etc/nftables.conf",
+              perms: "0755",
+              command: "nft -f /etc/nftables.conf",
+            },
+            {
               name: "postgres-databases.json.ctmpl",
               template: POSTGRES_DATABASES_TEMPLATE,
               destination: POSTGRES_DATABASES_JSON,
@@ -144,7 +153,8 @@ export class Postgres extends Construct implements PostgresRef {
         }),
       ],
       commands: [...postgresCommands(), CONSUL_TEMPLATE_START],
-      firewall: [{ protocol: "tcp", ports: [POSTGRES_PORT], from: props.host.networkCidrs, comment: "PostgreSQL from the host network" }],
+      // Port 5432 opens only to the clients that registrations name (renderPostgresNftablesTemplate).
+      firewall: [],
       volumes: [{ name: "data", path: POSTGRES_DATA_MOUNT }],
       service: { name, port: POSTGRES_PORT, tags: ["database"] },
       protectData: props.protectData,

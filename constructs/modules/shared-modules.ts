@@ -87,7 +87,7 @@ export class SharedModules extends Construct implements SharedModuleRefs {
     const { host, protectData } = props;
     this.ingress = new IngressProxy(this, "ingress-proxy", { host, protectData, ...props.ingressProxy });
     this.postgres = new Postgres(this, "postgres", { host, protectData, ...props.postgres });
-    this.wellknown = new WellknownServer(this, "wellknown", { host, ...props.wellknown });
+    this.wellknown = new WellknownServer(this, "wellknown", { host, ingress: this.ingress, ...props.wellknown });
     const { domain, adminEmail, ...coturn } = props.coturn ?? {};
     this.turn = new Coturn(this, "coturn", { host, certificates: this.ingress, ...coturn });
     if (domain !== undefined) {

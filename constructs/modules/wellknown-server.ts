@@ -18,6 +18,7 @@ import {
 import { renderWellknownSite, renderWellknownSiteTemplate } from "../../lib/render/wellknown";
 import { ServiceContainer } from "../core/service-container";
 import { IngressBackend } from "./ingress-backend";
+import { IngressProxyRef, fromIngressProxy } from "./ingress-proxy";
 
 /** What registration constructs need to know about a well-known server, possibly deployed by another stack. */
 export interface WellknownRef {
@@ -33,6 +34,8 @@ export const WELLKNOWN_RELOAD_SCRIPT = "/usr/local/sbin/wellknown-reload-nginx";
 
 export interface WellknownServerProps {
   readonly host: Host;
+  /** The ingress proxy, the only client the firewall admits. */
+  readonly ingress: IngressProxyRef;
   /** Container and Consul service name (also the HAProxy backend). @default "wellknown" */
   readonly name?: string;
   /** Last octet of the container's static address. @default 16 */
@@ -119,7 +122,7 @@ export class WellknownServer extends Construct implements WellknownRef {
         "systemctl reload-or-restart nginx",
         CONSUL_TEMPLATE_START,
       ],
-      firewall: [{ protocol: "tcp", ports: [80], from: props.host.networkCidrs, comment: "HTTP from the host network (ingress proxy)" }],
+      firewall: [fromIngressProxy(props.ingress, 80, "HTTP")],
       service: { name, port: 80, tags: ["webserver"] },
     });
 

@@ -11,7 +11,7 @@
  * instead of breaking the whole configuration (HAProxy refuses a reload with one bad line).
  */
 import { KV_PREFIX } from "../kv";
-import { renderNftables, FirewallRule } from "./nftables";
+import { renderNftablesTemplate, FirewallRule } from "./nftables";
 
 export interface HaproxyTemplateOptions {
   /** Consul DNS as `ip:port`, e.g. `10.10.1.1:8600` (IPv6 as `[addr]:port`). */
@@ -36,7 +36,7 @@ export const HAPROXY_FALLBACK_PEM = `${HAPROXY_CERT_DIR}/fallback.pem`;
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
 /** certbot's standalone HTTP-01 server, reached by HAProxy for `/.well-known/acme-challenge/`. */
 export const CERTBOT_HTTP_PORT = 8080;
-/** HAProxy's statistics page; the firewall opens it to the host network only. */
+/** HAProxy's statistics page, on the proxy container's loopback only. */
 export const HAPROXY_STATS_PORT = 6080;
 /** Ports the proxy itself uses; a TCP listener cannot take them. */
 export const INGRESS_RESERVED_PORTS: readonly number[] = [80, 443, CERTBOT_HTTP_PORT, HAPROXY_STATS_PORT];
@@ -75,31 +75,66 @@ const aclKey = (part: "host" | "path", nameExpr: string) => `(printf ${raw(`${P}
 const backendKey = (kind: "no-ssl" | "ssl", nameExpr: string) => `(printf ${raw(`${P}/backends/${kind}/%s`)} ${nameExpr})`;
 const matches = (pattern: keyof typeof KV_VALUE_PATTERNS, expr: string) => `(regexMatch ${raw(KV_VALUE_PATTERNS[pattern])} ${expr})`;
 
-/** The Go template condition for a usable TCP listener port held in `portExpr` (a string). */
-export function tcpListenerPortCondition(portExpr: string): string {
+/**
+ * The Go template condition for a usable TCP listener: port `portExpr` (a string) is valid and
+ * not the proxy's own, and service `serviceExpr` is a valid name that is not an HTTP backend.
+ * Raw TCP to an HTTP backend would pass every HTTP rule (the admin-path deny, the forwarded
+ * headers), so such a listener is left out.
+ */
+export function tcpListenerCondition(portExpr: string, serviceExpr: string): string {
   const notReserved = INGRESS_RESERVED_PORTS.map((p) => `(ne ${portExpr} "${p}")`).join(" ");
-  return `and ${matches("port", portExpr)} (le (parseInt ${portExpr}) 65535) ${notReserved}`;
+  const notHttp = (["no-ssl", "ssl"] as const).map((kind) => `(not (keyExists ${backendKey(kind, serviceExpr)}))`).join(" ");
+  return `and ${matches("port", portExpr)} (le (parseInt ${portExpr}) 65535) ${notReserved} ${matches("service", serviceExpr)} ${notHttp}`;
 }
 
 type AclKind = "host+path" | "path" | "host";
 const ACL_KINDS: readonly AclKind[] = ["host+path", "path", "host"];
 
-// Path rules of every kind match the url-decoded path (ryo decoded for denies only): backends
-// decode the path before they route it, so matching the decoded path is what makes
-// `/_synapse/%61dmin` hit the same deny as `/_synapse/admin`, and one matcher for all kinds
-// means a path is never denied under one spelling and routed under another. `-i` makes the
-// match case-insensitive, so a deny also covers spellings the backend would reject anyway.
-// The prefix match is spelled `path,url_dec -m beg`, not `path_beg,url_dec`: once a converter
-// follows, HAProxy drops the `_beg` match method and compares the whole path, which made ryo's
-// deny of `/_synapse/admin` miss `/_synapse/admin/v1/...` (test/haproxy-render.test.ts sends
-// such requests through a real HAProxy). The Host header is matched without its port.
+// Path rules of every kind match one normalized path, `txn.path_norm`, set at the top of the
+// HTTPS frontend (PATH_NORMALIZATION): url-decoded once, with `//`, `/./` and their
+// percent-encoded spellings merged into `/`. Paths that cannot be normalized safely (invalid
+// percent-encoding, a backslash, a `..` segment) are refused with 400 before any rule runs,
+// so no rule fails open on a path its converter cannot decode (`path,url_dec` fails on `%zz`,
+// and an ACL on a failed sample is false). One matcher for all kinds means a path is never
+// denied under one spelling and routed under another. `-i` makes the match case-insensitive,
+// so a deny also covers spellings the backend would reject anyway. Denies also match the path
+// decoded twice (`txn.path_norm2`), so `%2561` cannot hide an `a`. The Host header is
+// matched without its port.
 const hostMatch = "{ hdr(host),field(1,:) -i {{ $host }} }";
-const pathMatch = "{ path,url_dec -m beg -i {{ $path }} }";
+const pathMatchNorm = "{ var(txn.path_norm) -m beg -i {{ $path }} }";
+/**
+ * The deny condition for the path prefix `path` (text or a Go template expression), each
+ * alternative preceded by `also` (e.g. a host match): HAProxy's `||` binds looser than the
+ * implicit AND, so the host match is repeated on both sides.
+ */
+export const denyPathMatch = (path: string, also = "") =>
+  ["path_norm", "path_norm2"].map((v) => `${also}{ var(txn.${v}) -m beg -i ${path} }`).join(" || ");
 
-function aclCondition(kind: AclKind): { test: string; match: string } {
+/** Merges `//`, `/./`, `/.//` ... into `/` (after decoding, so `%2F%2F` and `%2e` are covered). */
+const MERGE_SEPARATORS = "regsub(/[./]*/,/,g)";
+
+/**
+ * The HTTPS frontend's first rules: refuse what cannot be normalized, then set the normalized
+ * paths every path rule matches. A backslash (raw or `%5C`) and `..` segments are refused
+ * rather than interpreted, since servers disagree on what they mean.
+ */
+export const PATH_NORMALIZATION: readonly string[] = [
+  "http-request set-var(txn.path_dec) path,url_dec",
+  "http-request deny deny_status 400 unless { var(txn.path_dec) -m found }",
+  "http-request deny deny_status 400 if { var(txn.path_dec) -m sub '\\' }",
+  "http-request deny deny_status 400 if { var(txn.path_dec) -m reg (^|/)[.][.](/|$) }",
+  `http-request set-var(txn.path_norm) var(txn.path_dec),${MERGE_SEPARATORS}`,
+  `http-request set-var(txn.path_norm2) var(txn.path_dec),url_dec,${MERGE_SEPARATORS}`,
+];
+
+function aclCondition(kind: AclKind, deny: boolean): { test: string; match: string } {
+  const pathMatch = deny ? denyPathMatch("{{ $path }}") : pathMatchNorm;
   switch (kind) {
     case "host+path":
-      return { test: `and ${matches("host", "$host")} ${matches("path", "$path")}`, match: `${hostMatch} ${pathMatch}` };
+      return {
+        test: `and ${matches("host", "$host")} ${matches("path", "$path")}`,
+        match: deny ? denyPathMatch("{{ $path }}", `${hostMatch} `) : `${hostMatch} ${pathMatch}`,
+      };
     case "path":
       return { test: `and (eq $host "") ${matches("path", "$path")}`, match: pathMatch };
     case "host":
@@ -112,7 +147,7 @@ function aclCondition(kind: AclKind): { test: string; match: string } {
  * renders as "\n  <line>". `extra` adds conditions on `.Value` (e.g. the backend must exist).
  */
 function rulePass(action: "deny" | "redirect" | "use-backend", kind: AclKind, line: (match: string) => string, extra = ""): string {
-  const { test, match } = aclCondition(kind);
+  const { test, match } = aclCondition(kind, action === "deny");
   return [
     `{{- range ls ${raw(`${P}/${action}`)} }}`,
     `{{- $host := keyOrDefault ${aclKey("host", ".Key")} "" }}`,
@@ -138,6 +173,12 @@ function backendPass(options: HaproxyTemplateOptions, kind: "no-ssl" | "ssl"): s
     "",
     "backend {{ .Key }}",
     "  balance roundrobin",
+    // The backend's own denies hold whichever route sent the request here (a whole host, a
+    // path, a future rule); without a normalized path (not from https_443) nothing passes.
+    "  http-request deny deny_status 400 unless { var(txn.path_norm) -m found }",
+    `  {{- $service := .Key }}{{- range ls (printf ${raw(`${P}/backend-deny/%s`)} $service) }}{{- if ${matches("path", ".Value")} }}`,
+    `  http-request deny deny_status 403 if ${denyPathMatch("{{ .Value }}")}`,
+    "  {{- end }}{{- end }}",
     `  ${serverTemplate(options, "{{ .Key }}", kind === "ssl" ? " ssl verify none" : "")}`,
   ].join("\n");
   return [
@@ -170,7 +211,7 @@ function tcpListenersPass(options: HaproxyTemplateOptions): string {
   ].join("\n");
   return [
     `{{- range ls ${raw(`${P}/tcp-listeners`)} }}`,
-    `{{- if and (${tcpListenerPortCondition(".Key")}) ${matches("service", ".Value")} }}\n${body}`,
+    `{{- if ${tcpListenerCondition(".Key", ".Value")} }}\n${body}`,
     "{{- end }}",
     "{{- end }}",
   ].join("");
@@ -217,8 +258,10 @@ export function renderHaproxyTemplate(options: HaproxyTemplateOptions): string {
     "  accepted_payload_size 8192",
     "  hold valid 10s",
     "",
+    // Loopback only: the page shows every backend and server address and needs no login, so
+    // it is read from inside the container (`curl http://127.0.0.1:6080/`), never the bridge.
     "listen stats",
-    ...binds(HAPROXY_STATS_PORT, options),
+    `  bind 127.0.0.1:${HAPROXY_STATS_PORT}`,
     "  stats enable",
     "  stats uri /",
     "  stats refresh 10s",
@@ -237,6 +280,7 @@ export function renderHaproxyTemplate(options: HaproxyTemplateOptions): string {
     "  http-request set-header X-Forwarded-For %[src]",
     // http-after-response: also on the responses HAProxy makes itself (denies, redirects).
     `  http-after-response set-header Strict-Transport-Security "${HSTS_HEADER}"`,
+    ...PATH_NORMALIZATION.map((line) => `  ${line}`),
     "  # 1. denies, 2. redirects, 3. backends; within each: host+path, then path, then host.",
     "  # deny" + rules("deny", (m) => `http-request deny deny_status 403 if ${m}`),
     // A redirect prefix is a log-format string: `%` must be doubled, or `%20` breaks the
@@ -263,8 +307,6 @@ export function renderHaproxyTemplate(options: HaproxyTemplateOptions): string {
 
 // ------------------------------------------------------------------ nftables
 
-const LISTENER_MARKER = "@@ingress-tcp-listeners@@";
-
 /**
  * The proxy's nftables ruleset as a consul-template template: `rules` as rendered by
  * renderNftables, plus `tcp dport <port> accept` for each usable key under
@@ -272,19 +314,9 @@ const LISTENER_MARKER = "@@ingress-tcp-listeners@@";
  * `renderNftables({ rules })`.
  */
 export function renderIngressNftablesTemplate(rules: readonly FirewallRule[]): string {
-  // renderNftables has no hook for raw lines: render a placeholder rule and splice the
-  // template's range over its line.
-  const text = renderNftables({ rules: [...rules, { protocol: "tcp", ports: [1], comment: LISTENER_MARKER }] });
-  const lines = text.split("\n");
-  const at = lines.findIndex((l) => l.includes(LISTENER_MARKER));
-  if (at < 0 || lines.findIndex((l, i) => i > at && l.includes(LISTENER_MARKER)) >= 0) {
-    throw new Error("renderIngressNftablesTemplate: the placeholder rule must render as exactly one line");
-  }
   const range =
-    `{{- range ls ${raw(`${P}/tcp-listeners`)} }}{{- if ${tcpListenerPortCondition(".Key")} }}\n` +
+    `{{- range ls ${raw(`${P}/tcp-listeners`)} }}{{- if ${tcpListenerCondition(".Key", ".Value")} }}\n` +
     '    tcp dport {{ .Key }} accept comment "ingress TCP listener"' +
     "{{- end }}{{- end }}";
-  lines[at - 1] += range;
-  lines.splice(at, 1);
-  return lines.join("\n");
+  return renderNftablesTemplate(rules, range);
 }

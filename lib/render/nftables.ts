@@ -61,3 +61,25 @@ export function renderNftables(options: FirewallOptions): string {
     "",
   ].join("\n");
 }
+
+const TEMPLATE_MARKER = "@@template-rules@@";
+
+/**
+ * A consul-template template of the ruleset: `rules` as renderNftables renders them, followed
+ * in the input chain by `templateRules`, Go template text whose rendered lines each start with
+ * "\n    " (e.g. a `range` over KV keys). With `templateRules` rendering nothing it renders
+ * exactly `renderNftables({ rules })`.
+ */
+export function renderNftablesTemplate(rules: readonly FirewallRule[], templateRules: string): string {
+  // renderNftables has no hook for raw lines: render a placeholder rule and splice the
+  // template text over its line.
+  const text = renderNftables({ rules: [...rules, { protocol: "tcp", ports: [1], comment: TEMPLATE_MARKER }] });
+  const lines = text.split("\n");
+  const at = lines.findIndex((l) => l.includes(TEMPLATE_MARKER));
+  if (at < 0 || lines.findIndex((l, i) => i > at && l.includes(TEMPLATE_MARKER)) >= 0) {
+    throw new Error("renderNftablesTemplate: the placeholder rule must render as exactly one line");
+  }
+  lines[at - 1] += templateRules;
+  lines.splice(at, 1);
+  return lines.join("\n");
+}

@@ -10,6 +10,7 @@
  */
 import type { CloudInitFile } from "./cloud-init";
 import { KV_PREFIX } from "../kv";
+import { renderNftablesTemplate, FirewallRule } from "./nftables";
 
 export const POSTGRES_VERSION = "15";
 export const POSTGRES_PORT = 5432;
@@ -448,4 +449,29 @@ export function postgresFiles(options: PostgresConfigOptions & PgHbaOptions): Cl
 /** First-boot commands, before consul-template starts. */
 export function postgresCommands(): string[] {
   return ["sysctl -p /etc/sysctl.d/60-postgres-nonlocal-bind.conf", POSTGRES_BOOTSTRAP_SCRIPT];
+}
+
+// ------------------------------------------------------------------ firewall
+
+/** Checks on a client address from KV (RE2): a dotted IPv4 address, or IPv6 hextets with at most one `::`. */
+export const POSTGRES_CLIENT_PATTERNS = {
+  ipv4: "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
+  ipv6: "^[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}$",
+} as const;
+
+/**
+ * The PostgreSQL server's nftables ruleset as a consul-template template: `rules`, plus port
+ * 5432 for each client address under `service/postgres/clients` (written by PostgresDatabase).
+ * An address that fails the checks is left out, so one bad key cannot make `nft -f` refuse the
+ * whole ruleset.
+ */
+export function renderPostgresNftablesTemplate(rules: readonly FirewallRule[]): string {
+  const pattern = (family: keyof typeof POSTGRES_CLIENT_PATTERNS) => `(regexMatch \`${POSTGRES_CLIENT_PATTERNS[family]}\` .Value)`;
+  const accept = (family: "ip" | "ip6") => `\n    ${family} saddr {{ .Value }} tcp dport ${POSTGRES_PORT} accept comment "PostgreSQL client {{ .Key }}"`;
+  const range =
+    `{{- range ls \`${KV_PREFIX.postgres}/clients\` }}{{- if regexMatch \`^[a-z0-9_-]+$\` .Key }}` +
+    `{{- if ${pattern("ipv4")} }}${accept("ip")}` +
+    `{{- else if and ${pattern("ipv6")} (not (regexMatch \`::.*::\` .Value)) }}${accept("ip6")}` +
+    "{{- end }}{{- end }}{{- end }}";
+  return renderNftablesTemplate(rules, range);
 }

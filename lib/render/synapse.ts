@@ -96,6 +96,12 @@ export interface HomeserverOptions {
   /** @default false */
   readonly allowPublicRoomsOverFederation?: boolean;
   /**
+   * The host's own public addresses: Synapse never sends requests there (URL previews,
+   * federation, push), so a user cannot make it reach the host's other services.
+   * @default none
+   */
+  readonly hostPublicAddresses?: readonly string[];
+  /**
    * Turns a value that may only be known at apply time (secrets, database and SMTP settings)
    * into a YAML double-quoted scalar. The Synapse construct passes Terraform's `jsonencode()`,
    * so the real value is escaped when Terraform knows it.
@@ -120,16 +126,28 @@ export const PASSWORD_RULES: readonly { readonly pattern: string; readonly deman
   { pattern: "[A-Z]", demand: "an upper-case letter" },
 ];
 
-/** Never fetched for URL previews: private, loopback, link-local, CGNAT, documentation, multicast and reserved ranges. */
+/**
+ * Never reached on a user's behalf, neither for URL previews nor by federation, push or
+ * identity-server requests: private, loopback, link-local, CGNAT, documentation, multicast and
+ * reserved ranges, and the IPv6 ranges that embed IPv4 (NAT64, 6to4, Teredo). The host's own
+ * public addresses are added per host (HomeserverOptions.hostPublicAddresses).
+ */
 export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = SPECIAL_PURPOSE_NETWORKS;
 
+// Synapse matches `hostname` (no user info, no port, IPv6 without brackets) with re.match for
+// a pattern starting with `^`, else with a glob. Matching `netloc` let `1.2.3.4:80` through.
 const URL_PREVIEW_URL_BLOCKLIST = [
   { username: "*" },
-  { netloc: "google.com" },
-  { netloc: "*.google.com" },
+  { hostname: "google.com" },
+  { hostname: "*.google.com" },
   { scheme: "http" },
-  { netloc: "^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$" },
+  // IP literals: dotted, decimal and other all-digit forms, and any IPv6 literal.
+  { hostname: "^[0-9.]+$" },
+  { hostname: "*:*" },
 ];
+
+/** `address/32` or `address/128`, as Synapse's range lists want. */
+const hostRange = (address: string) => (address.includes("/") ? address : `${address}/${address.includes(":") ? 128 : 32}`);
 
 /** The TURN URIs clients get: plain and TLS, each over UDP and TCP. */
 export function turnUris(turn: Pick<TurnOptions, "domain" | "listeningPort" | "tlsListeningPort">): string[] {
@@ -165,6 +183,7 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
   const deferred = new DeferredValues(options.quote ?? JSON.stringify);
   const later = (value: string) => deferred.add(value);
   const { domain, database, turn, smtp } = options;
+  const blockedRanges = [...new Set([...URL_PREVIEW_IP_RANGE_BLOCKLIST, ...(options.hostPublicAddresses ?? []).map(hostRange)])];
 
   const doc: Record<string, unknown> = {
     server_name: domain,
@@ -215,7 +234,7 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
     media_store_path: SYNAPSE_PATHS.mediaStore,
     max_spider_size: "10M",
     url_preview_enabled: true,
-    url_preview_ip_range_blacklist: [...URL_PREVIEW_IP_RANGE_BLOCKLIST],
+    url_preview_ip_range_blacklist: [...blockedRanges],
     url_preview_url_blacklist: URL_PREVIEW_URL_BLOCKLIST,
     url_preview_accept_language: ["en-GB", "en;q=0.9", "de;q=0.8", "es;q=0.7", "fr;q=0.6", "*;q=0.5"],
     turn_uris: turnUris(turn),
@@ -231,6 +250,9 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
     form_secret: later(options.formSecret),
     signing_key_path: SYNAPSE_PATHS.signingKey,
     federation_client_minimum_tls_version: "1.2",
+    // Synapse's default list lacks 0/8, 240/4, NAT64 and Teredo; this one also applies to
+    // federation, push and identity-server requests.
+    ip_range_blacklist: blockedRanges,
     trusted_key_servers: [{ server_name: "matrix.org" }],
     suppress_key_server_warning: true,
     password_config: {

@@ -427,7 +427,48 @@ for db in config.database.databases:
 
 print("synapse %s: config OK (server_name=%s, listeners=%d, databases=%s)" % (
     synapse.__version__, config.server.server_name, len(config.server.listeners), ",".join(engines)))
+
+# Optional probes: which addresses Synapse's own checks refuse (outbound requests and URL
+# previews) and which URLs its URL-preview pattern blocklist refuses.
+if len(sys.argv) > 3:
+    import json, types
+    from netaddr import IPAddress
+    from synapse.http.client import _is_ip_blocked
+    from synapse.media.url_previewer import UrlPreviewer
+    with open(sys.argv[3]) as f:
+        probes = json.load(f)
+    previewer = types.SimpleNamespace(url_preview_url_blocklist=config.media.url_preview_url_blocklist)
+    result = {
+        "outbound": {ip: _is_ip_blocked(IPAddress(ip), config.server.ip_range_allowlist, config.server.ip_range_blocklist) for ip in probes["ips"]},
+        "preview": {ip: _is_ip_blocked(IPAddress(ip), config.media.url_preview_ip_range_allowlist, config.media.url_preview_ip_range_blocklist) for ip in probes["ips"]},
+        "urls": {url: UrlPreviewer._is_url_blocked(previewer, url) for url in probes["urls"]},
+    }
+    print("PROBES " + json.dumps(result))
 `;
+
+export interface SynapseProbes {
+  /** IP addresses to test against the outbound and URL-preview address blocklists. */
+  readonly ips: readonly string[];
+  /** URLs to test against the URL-preview pattern blocklist. */
+  readonly urls: readonly string[];
+}
+
+export interface SynapseProbeResult {
+  /** Refused for federation, push and identity-server requests (`ip_range_blacklist`). */
+  readonly outbound: Record<string, boolean>;
+  /** Refused for URL previews (`url_preview_ip_range_blacklist`). */
+  readonly preview: Record<string, boolean>;
+  /** Refused by `url_preview_url_blacklist`. */
+  readonly urls: Record<string, boolean>;
+}
+
+/** Loads homeserver.yaml as checkSynapseConfig does and asks Synapse's own code what it blocks. */
+export function probeSynapseBlocklists(homeserverYaml: string, probes: SynapseProbes, extraFiles?: Record<string, string>): SynapseProbeResult {
+  const out = checkSynapseConfig(homeserverYaml, extraFiles, probes);
+  const line = out.split("\n").find((l) => l.startsWith("PROBES "));
+  if (!line) throw new Error(`the Synapse probe printed no result:\n${out}`);
+  return JSON.parse(line.slice("PROBES ".length)) as SynapseProbeResult;
+}
 
 /**
  * Loads homeserver.yaml with Synapse's own config loader in the venv made by
@@ -438,7 +479,7 @@ print("synapse %s: config OK (server_name=%s, listeners=%d, databases=%s)" % (
  * does at startup (the directories of log_config, signing_key_path and
  * pid_file are created first, as packaging would).
  */
-export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>): string {
+export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>, probes?: SynapseProbes): string {
   const venv = synapseVenv();
   const python = requireTool(path.join(venv, "bin", "python"), `Synapse venv python (${venv})`);
   if (!fs.existsSync(path.join(venv, ".matrix-lxd-ready"))) {
@@ -458,7 +499,12 @@ export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<s
     delete env.PYTHONHOME;
     const script = path.join(root, "check-synapse-config.py");
     fs.writeFileSync(script, SYNAPSE_CHECK_PY);
-    return run("synapse config loader", python, [script, root, input], {
+    const probeArgs: string[] = [];
+    if (probes) {
+      probeArgs.push(path.join(root, "probes.json"));
+      fs.writeFileSync(probeArgs[0], JSON.stringify(probes));
+    }
+    return run("synapse config loader", python, [script, root, input, ...probeArgs], {
       name: "homeserver.yaml",
       text: homeserverYaml,
     }, { cwd: root, env });
