@@ -6,6 +6,7 @@
  */
 import type { Problems } from "../problems";
 import type { CloudInitFile } from "./cloud-init";
+import { shellQuote } from "./shell";
 
 /**
  * The Content-Security-Policy every static site gets unless told otherwise: the app may only be
@@ -121,7 +122,6 @@ export interface PinnedDownloadOptions {
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 
-const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
 
 /**
  * One shell command (a runcmd item) that downloads the tarball, checks it against the pinned
