@@ -363,6 +363,7 @@ const SYNAPSE_CHECK_PY = String.raw`
 import logging.config, os, sys, yaml
 
 root, src = sys.argv[1], sys.argv[2]
+confd_src = sys.argv[3] if len(sys.argv) > 3 else None
 
 def rw(v):
     if isinstance(v, str) and v.startswith("/") and not v.startswith("//") \
@@ -379,6 +380,17 @@ with open(src) as f:
 conf_path = os.path.join(root, "homeserver.yaml")
 with open(conf_path, "w") as f:
     yaml.safe_dump(rw(raw), f, sort_keys=False)
+config_args = ["-c", conf_path]
+# conf.d fragments, read after homeserver.yaml as --config-path <dir>/ reads them (sorted by name).
+if confd_src:
+    confd = os.path.join(root, "conf.d")
+    os.makedirs(confd)
+    for name in sorted(os.listdir(confd_src)):
+        with open(os.path.join(confd_src, name)) as f:
+            fragment = yaml.safe_load(f)
+        with open(os.path.join(confd, name), "w") as f:
+            yaml.safe_dump(rw(fragment), f, sort_keys=False)
+    config_args += ["-c", confd + "/"]
 
 # Directories that packaging / provisioning create on a real host (Synapse
 # writes a missing signing key or log config into them, but won't mkdir).
@@ -394,7 +406,7 @@ from synapse.config._base import ConfigError, format_config_error
 from synapse.config.homeserver import HomeServerConfig
 
 try:
-    config = HomeServerConfig.load_or_generate_config("Synapse Homeserver", ["-c", conf_path])
+    config = HomeServerConfig.load_or_generate_config("Synapse Homeserver", config_args)
 except ConfigError as e:
     sys.stderr.write("\n")
     for line in format_config_error(e):
@@ -427,6 +439,16 @@ for db in config.database.databases:
 
 print("synapse %s: config OK (server_name=%s, listeners=%d, databases=%s)" % (
     synapse.__version__, config.server.server_name, len(config.server.listeners), ",".join(engines)))
+# Which secret settings the loaded configuration holds (names only, never values).
+secrets = {
+    "registration_shared_secret": config.registration.registration_shared_secret,
+    "macaroon_secret_key": config.key.macaroon_secret_key,
+    "form_secret": config.key.form_secret,
+    "turn_shared_secret": config.voip.turn_shared_secret,
+    "password_pepper": config.auth.password_pepper,
+    "smtp_pass": getattr(config.email, "email_smtp_pass", None),
+}
+print("secrets set: %s" % " ".join(sorted(k for k, v in secrets.items() if v)))
 `;
 
 /**
@@ -438,7 +460,7 @@ print("synapse %s: config OK (server_name=%s, listeners=%d, databases=%s)" % (
  * does at startup (the directories of log_config, signing_key_path and
  * pid_file are created first, as packaging would).
  */
-export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>): string {
+export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>, confD?: Record<string, string>): string {
   const venv = synapseVenv();
   const python = requireTool(path.join(venv, "bin", "python"), `Synapse venv python (${venv})`);
   if (!fs.existsSync(path.join(venv, ".matrix-lxd-ready"))) {
@@ -458,7 +480,14 @@ export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<s
     delete env.PYTHONHOME;
     const script = path.join(root, "check-synapse-config.py");
     fs.writeFileSync(script, SYNAPSE_CHECK_PY);
-    return run("synapse config loader", python, [script, root, input], {
+    const confDArgs: string[] = [];
+    if (confD) {
+      const dir = path.join(root, "conf.d.input");
+      fs.mkdirSync(dir);
+      for (const [name, content] of Object.entries(confD)) fs.writeFileSync(path.join(dir, name), content, { mode: 0o600 });
+      confDArgs.push(dir);
+    }
+    return run("synapse config loader", python, [script, root, input, ...confDArgs], {
       name: "homeserver.yaml",
       text: homeserverYaml,
     }, { cwd: root, env });
