@@ -120,7 +120,7 @@ export class Coturn extends Construct implements TurnServerRef {
       defaults: ports,
       // Relaying into the host network is refused even where its range is public.
       deniedNetworks: host.networkCidrs,
-      // With externalIpv4 (and publicIpv6) always denied: the host's own public address too.
+      // The host's own public addresses (externalIpv4 and the IPv6 external address are denied anyway).
       hostAddresses: [host.publicIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
       userQuota: props.userQuota,
       totalQuota: props.totalQuota,

@@ -6,7 +6,7 @@
  * strings: Terraform tokens at synth time, sample values in tests. They never go into
  * homeserver.yaml or the user-data: every section that holds one is rendered into a separate
  * conf.d fragment (renderSecretsConfig) and the admin's password into its own file, both pushed
- * into the container by the LXD API (SYNAPSE_SECRET_FILES).
+ * into the container by the LXD API (synapseSecretFiles).
  */
 import { SPECIAL_PURPOSE_NETWORKS } from "../special-networks";
 import { stringify } from "yaml";
@@ -526,7 +526,7 @@ export interface SynapseFilesOptions {
 }
 
 /**
- * Every file cloud-init writes for Synapse: none holds a secret (SYNAPSE_SECRET_FILES carries
+ * Every file cloud-init writes for Synapse: none holds a secret (synapseSecretFiles carries
  * those). The staging copies are root-only anyway; the bootstrap installs them for the group.
  */
 export function synapseFiles(options: SynapseFilesOptions): CloudInitFile[] {

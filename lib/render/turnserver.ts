@@ -65,8 +65,9 @@ export interface TurnserverOptions {
   readonly deniedNetworks?: readonly string[];
   /**
    * The host's own public addresses (e.g. `publicIpv4` when `externalIpv4` differs), denied as
-   * peers like the external addresses, which are always denied: coturn takes its external
-   * address for its own and would relay to it, i.e. to whatever the host serves there.
+   * peers so that a client cannot reach what the host serves there through the relay. The
+   * external addresses are always denied too (coturn 4.6 already refuses its own external-ip,
+   * which it maps to the relay address; the explicit entry does not depend on that).
    * @default none besides externalIpv4 and externalIpv6
    */
   readonly hostAddresses?: readonly string[];
