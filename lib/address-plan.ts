@@ -3,6 +3,8 @@
  * two components on one address, and an address outside the usable part of the network.
  */
 import type { Host } from "./host";
+import { Problems, ValidationError } from "./problems";
+import { PublicListener, checkPublicListeners } from "./rules";
 
 export interface StaticAddress {
   readonly hostPart: number;
@@ -40,5 +42,28 @@ export class AddressPlan {
   /** Who holds which host part, for diagnostics. */
   get reservations(): ReadonlyMap<number, string> {
     return this.owners;
+  }
+}
+
+/**
+ * The ports the host's proxy devices listen on, on its public addresses. LXD refuses a second
+ * device on the same address, protocol and port only at deploy time; this refuses it at synth.
+ */
+export class PublicPortPlan {
+  private readonly taken: PublicListener[] = [];
+
+  /**
+   * Reserves `protocol` `first`-`last` for `owner` (a construct path).
+   * @throws ValidationError naming `propPath` and the owner that already listens there.
+   */
+  reserve(owner: string, protocol: "tcp" | "udp", first: number, last = first, propPath = "publicPorts"): void {
+    const candidate = { owner, protocol, first, last };
+    const problems = new Problems();
+    checkPublicListeners([...this.taken.filter((t) => t.owner !== owner), candidate], problems);
+    const clashes = problems.list.filter((p) => p.path === owner);
+    if (clashes.length > 0) {
+      throw new ValidationError(clashes.map((p) => ({ path: propPath, message: p.message })), `${owner}: public port already taken`);
+    }
+    this.taken.push(candidate);
   }
 }

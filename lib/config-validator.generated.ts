@@ -6,17 +6,19 @@
  */
 import type { ValidateFunction } from "ajv";
 
-export const CONFIG_VALIDATOR_DIGEST = "sha256:36a205bcc7795c9f3e093ac9112240635654e70cf87b4e0e125d2e489fcd9f59";
+export const CONFIG_VALIDATOR_DIGEST = "sha256:4e8e977bbc929dc127949820f0feb5dd05ce4270793b991670757925097a97a6";
 
 export const validateConfig = ((): ValidateFunction => {
   const module = { exports: {} };
 module.exports = validate10;
 module.exports.default = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","maxLength":32,"description":"Host id: letters and digits only. Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","description":"IPv4 address the proxy devices for public ports listen on."},"external_ipv4":{"type":"string","format":"ipv4","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"provider":{"type":"integer","enum":[3,1],"default":3,"description":"Major version of the terraform-lxd/lxd provider the stack is written for: 3 (lxd_instance, lxd_storage_volume, lxd_instance_device) or 1 (lxd_container, lxd_volume; the API rollyourown used). See the README's \"LXD provider 1.x or 3.x\"."},"address":{"type":"string","pattern":"^(unix://.*|https://.+)$","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"type":"string","description":"Client certificate file for an https remote (provider 3.x; 1.x reads client.crt from the lxc configuration directory)."},"client_key_file":{"type":"string","description":"Client key file for an https remote (provider 3.x; 1.x reads client.key from the lxc configuration directory)."},"project":{"type":"string","default":"default","description":"LXD project. Provider 1.x supports only \"default\"."},"storage_pool":{"type":"string","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"type":"string"},"default":["default"],"description":"Profiles every container gets."},"target":{"type":"string","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://","description":"Simplestreams server for stock images (provider 3.x; with 1.x, stock images come from the `images` remote of the lxc client configuration)."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port (greater than min_port)."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z][a-z0-9-]*[a-z0-9]$","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/-]+$","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"type":"string","format":"email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"type":"string","minLength":1},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"type":"string","minLength":1},"url":{"type":"string","pattern":"^https://\\S+$"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","description":"A lower-case DNS name without a trailing dot."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."},"image":{"type":"string","minLength":1,"description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$"},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","description":"sha256 of the release tarball."},"url":{"type":"string","pattern":"^(https|file)://\\S+$","description":"Download URL of the release tarball."},"image":{"$ref":"#/definitions/image"}}}}};
-const schema13 = {"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet)."};
-const schema14 = {"type":"string","minLength":1,"description":"Pre-built LXD image with the software installed; cloud-init then works offline."};
-const schema17 = {"type":"integer","minimum":1,"maximum":65535};
-const schema21 = {"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","description":"A lower-case DNS name without a trailing dot."};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","rule":"letters and digits only","maxLength":32,"description":"Host id: letters and digits only; at most 15 characters unless network_name is set (it names the LXD bridge). Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","rule":"the first three octets of an IPv4 /24 such as 10.10.1","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1. Not in the loopback, link-local, multicast or reserved ranges."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","rule":"four lower-case hextets without a trailing :: such as fd10:10:10:1","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Not in ::/16, link-local or multicast ranges. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","rule":"one lower-case hextet such as 1","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"IPv4 address the proxy devices for public ports listen on: one of the host's own addresses, never a container's (the host's .1 on the container network is allowed), nor 0.0.0.0, multicast or reserved."},"external_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","rule":"an IPv6 address such as 2001:db8::10","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix; never a container's address."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","rule":"1-15 lower-case letters, digits and dashes, starting with a letter or digit (Linux limits interface names to 15 characters)","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"provider":{"type":"integer","enum":[3,1],"default":3,"description":"Major version of the terraform-lxd/lxd provider the stack is written for: 3 (lxd_instance, lxd_storage_volume, lxd_instance_device) or 1 (lxd_container, lxd_volume; the API rollyourown used). See the README's \"LXD provider 1.x or 3.x\"."},"address":{"type":"string","pattern":"^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$","rule":"unix://, unix:///path/to/unix.socket or https://host:8443","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","rule":"letters, digits and dashes","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"$ref":"#/definitions/line","description":"Client certificate file for an https remote (provider 3.x; 1.x reads client.crt from the lxc configuration directory)."},"client_key_file":{"$ref":"#/definitions/line","description":"Client key file for an https remote (provider 3.x; 1.x reads client.key from the lxc configuration directory)."},"project":{"$ref":"#/definitions/line","default":"default","description":"LXD project. Provider 1.x supports only \"default\"."},"storage_pool":{"$ref":"#/definitions/line","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"$ref":"#/definitions/line"},"default":["default"],"description":"Profiles every container gets."},"target":{"$ref":"#/definitions/line","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes","description":"Simplestreams server for stock images (provider 3.x; with 1.x, stock images come from the `images` remote of the lxc client configuration)."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","rule":"host:port or [IPv6]:port such as 10.10.1.1:8500, the port from 1 to 65535","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","rule":"letters, digits, dashes and underscores","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","rule":"lower-case letters, digits and dashes","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP. Not 80 or 443 (the ingress proxy), not inside the relay range, not tls_listening_port."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS. Not 80 or 443 (the ingress proxy), not inside the relay range."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port: at least 1024 (relay ports are unprivileged)."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port: greater than min_port; the range spans at most 16384 ports."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z]([a-z0-9-]*[a-z0-9])?$","rule":"lower-case letters, digits and dashes, starting with a letter and not ending with a dash","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>; not <domain>, matrix.<domain> or element.<domain>, which have their own certificate. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/+-]+$","rule":"a Matrix localpart: lower-case letters, digits and . _ = / + -","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"$ref":"#/definitions/email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"$ref":"#/definitions/line","description":"SMTP login. With a username, the password comes from TF_VAR_smtp_password."},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","pattern":"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$","rule":"an e-mail address, or a name and an address in angle brackets such as Example <noreply@example.com>, on one line","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","rule":"an ISO 3166-1 alpha-2 country code in upper case such as GB","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"$ref":"#/definitions/line"},"url":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."},"email":{"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."},"line":{"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"},"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"},"releaseVersion":{"type":"string","pattern":"^[0-9][0-9A-Za-z.-]{0,63}$","rule":"a release version such as 1.11.90 or 1.12.0-rc.1 (a digit first, then letters, digits, dots and dashes)"},"releaseUrl":{"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet): 2-99, below the DHCP range 100-254, and one per component."},"image":{"$ref":"#/definitions/line","description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/releaseVersion","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}}}};
+const schema12 = {"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"};
+const schema19 = {"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet): 2-99, below the DHCP range 100-254, and one per component."};
+const schema23 = {"type":"integer","minimum":1,"maximum":65535};
+const schema27 = {"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."};
+const schema29 = {"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."};
+const schema37 = {"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = require("ajv/dist/runtime/ucs2length").default;
 const pattern0 = new RegExp("^[A-Za-z0-9]+$", "u");
@@ -24,22 +26,23 @@ const pattern1 = new RegExp("^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(
 const pattern2 = new RegExp("^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$", "u");
 const pattern3 = new RegExp("^[0-9a-f]{1,4}$", "u");
 const pattern4 = new RegExp("^[a-z0-9][a-z0-9-]{0,14}$", "u");
-const pattern5 = new RegExp("^(unix://.*|https://.+)$", "u");
+const pattern5 = new RegExp("^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$", "u");
 const pattern6 = new RegExp("^[A-Za-z0-9-]+$", "u");
-const pattern7 = new RegExp("^https://", "u");
-const pattern8 = new RegExp("^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$", "u");
-const pattern9 = new RegExp("^[A-Za-z0-9_-]+$", "u");
-const pattern10 = new RegExp("^[a-z0-9-]+$", "u");
-const pattern11 = new RegExp("^[a-z][a-z0-9-]*[a-z0-9]$", "u");
-const pattern12 = new RegExp("^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", "u");
-const pattern14 = new RegExp("^[a-z0-9._=/-]+$", "u");
-const pattern16 = new RegExp("^[A-Z]{2}$", "u");
-const pattern17 = new RegExp("^https://\\S+$", "u");
-const pattern18 = new RegExp("^[0-9]+\\.[0-9]+\\.[0-9]+$", "u");
+const pattern7 = new RegExp("^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$", "u");
+const pattern13 = new RegExp("^https://[^\\s'\"]+$", "u");
+const pattern14 = new RegExp("^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$", "u");
+const pattern15 = new RegExp("^[A-Za-z0-9_-]+$", "u");
+const pattern16 = new RegExp("^[a-z0-9-]+$", "u");
+const pattern19 = new RegExp("^[a-z]([a-z0-9-]*[a-z0-9])?$", "u");
+const pattern20 = new RegExp("^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", "u");
+const pattern22 = new RegExp("^[a-z0-9._=/+-]+$", "u");
+const pattern23 = new RegExp("^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", "u");
+const pattern26 = new RegExp("^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$", "u");
+const pattern27 = new RegExp("^[A-Z]{2}$", "u");
+const pattern30 = new RegExp("^[0-9]+\\.[0-9]+\\.[0-9]+$", "u");
 const formats0 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 const formats4 = /^((([0-9a-f]{1,4}:){7}([0-9a-f]{1,4}|:))|(([0-9a-f]{1,4}:){6}(:[0-9a-f]{1,4}|((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9a-f]{1,4}:){5}(((:[0-9a-f]{1,4}){1,2})|:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})|:))|(([0-9a-f]{1,4}:){4}(((:[0-9a-f]{1,4}){1,3})|((:[0-9a-f]{1,4})?:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9a-f]{1,4}:){3}(((:[0-9a-f]{1,4}){1,4})|((:[0-9a-f]{1,4}){0,2}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9a-f]{1,4}:){2}(((:[0-9a-f]{1,4}){1,5})|((:[0-9a-f]{1,4}){0,3}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(([0-9a-f]{1,4}:){1}(((:[0-9a-f]{1,4}){1,6})|((:[0-9a-f]{1,4}){0,4}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:))|(:(((:[0-9a-f]{1,4}){1,7})|((:[0-9a-f]{1,4}){0,5}:((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}))|:)))$/i;
-const formats6 = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/i;
-const schema12 = {"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}};
+const schema18 = {"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}};
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -95,8 +98,8 @@ errors++;
 if(data.image !== undefined){
 let data1 = data.image;
 if(typeof data1 === "string"){
-if(func3(data1) < 1){
-const err4 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data1)){
+const err4 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -132,9 +135,12 @@ validate11.errors = vErrors;
 return errors === 0;
 }
 
-const schema29 = {"type":"object","additionalProperties":false,"properties":{"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$"},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","description":"sha256 of the release tarball."},"url":{"type":"string","pattern":"^(https|file)://\\S+$","description":"Download URL of the release tarball."},"image":{"$ref":"#/definitions/image"}}};
-const pattern20 = new RegExp("^[0-9a-f]{64}$", "u");
-const pattern21 = new RegExp("^(https|file)://\\S+$", "u");
+const schema39 = {"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/releaseVersion","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}};
+const schema40 = {"type":"string","pattern":"^[0-9][0-9A-Za-z.-]{0,63}$","rule":"a release version such as 1.11.90 or 1.12.0-rc.1 (a digit first, then letters, digits, dots and dashes)"};
+const schema41 = {"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."};
+const pattern32 = new RegExp("^[0-9][0-9A-Za-z.-]{0,63}$", "u");
+const pattern33 = new RegExp("^[0-9a-f]{64}$", "u");
+const pattern34 = new RegExp("^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$", "u");
 
 function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -155,8 +161,8 @@ errors++;
 if(data.version !== undefined){
 let data0 = data.version;
 if(typeof data0 === "string"){
-if(!pattern18.test(data0)){
-const err1 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
+if(!pattern32.test(data0)){
+const err1 = {instancePath:instancePath+"/version",schemaPath:"#/definitions/releaseVersion/pattern",keyword:"pattern",params:{pattern: "^[0-9][0-9A-Za-z.-]{0,63}$"},message:"must match pattern \""+"^[0-9][0-9A-Za-z.-]{0,63}$"+"\""};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -167,7 +173,7 @@ errors++;
 }
 }
 else {
-const err2 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err2 = {instancePath:instancePath+"/version",schemaPath:"#/definitions/releaseVersion/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -180,7 +186,7 @@ errors++;
 if(data.sha256 !== undefined){
 let data1 = data.sha256;
 if(typeof data1 === "string"){
-if(!pattern20.test(data1)){
+if(!pattern33.test(data1)){
 const err3 = {instancePath:instancePath+"/sha256",schemaPath:"#/properties/sha256/pattern",keyword:"pattern",params:{pattern: "^[0-9a-f]{64}$"},message:"must match pattern \""+"^[0-9a-f]{64}$"+"\""};
 if(vErrors === null){
 vErrors = [err3];
@@ -205,8 +211,8 @@ errors++;
 if(data.url !== undefined){
 let data2 = data.url;
 if(typeof data2 === "string"){
-if(!pattern21.test(data2)){
-const err5 = {instancePath:instancePath+"/url",schemaPath:"#/properties/url/pattern",keyword:"pattern",params:{pattern: "^(https|file)://\\S+$"},message:"must match pattern \""+"^(https|file)://\\S+$"+"\""};
+if(!pattern34.test(data2)){
+const err5 = {instancePath:instancePath+"/url",schemaPath:"#/definitions/releaseUrl/pattern",keyword:"pattern",params:{pattern: "^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$"},message:"must match pattern \""+"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$"+"\""};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -217,7 +223,7 @@ errors++;
 }
 }
 else {
-const err6 = {instancePath:instancePath+"/url",schemaPath:"#/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err6 = {instancePath:instancePath+"/url",schemaPath:"#/definitions/releaseUrl/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -230,8 +236,8 @@ errors++;
 if(data.image !== undefined){
 let data3 = data.image;
 if(typeof data3 === "string"){
-if(func3(data3) < 1){
-const err7 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern7.test(data3)){
+const err7 = {instancePath:instancePath+"/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -602,7 +608,7 @@ if(data9.address !== undefined){
 let data11 = data9.address;
 if(typeof data11 === "string"){
 if(!pattern5.test(data11)){
-const err27 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/pattern",keyword:"pattern",params:{pattern: "^(unix://.*|https://.+)$"},message:"must match pattern \""+"^(unix://.*|https://.+)$"+"\""};
+const err27 = {instancePath:instancePath+"/host/lxd/address",schemaPath:"#/properties/host/properties/lxd/properties/address/pattern",keyword:"pattern",params:{pattern: "^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$"},message:"must match pattern \""+"^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$"+"\""};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -649,8 +655,10 @@ errors++;
 }
 }
 if(data9.client_certificate_file !== undefined){
-if(typeof data9.client_certificate_file !== "string"){
-const err31 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/properties/host/properties/lxd/properties/client_certificate_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data13 = data9.client_certificate_file;
+if(typeof data13 === "string"){
+if(!pattern7.test(data13)){
+const err31 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -660,9 +668,8 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data9.client_key_file !== undefined){
-if(typeof data9.client_key_file !== "string"){
-const err32 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/properties/host/properties/lxd/properties/client_key_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err32 = {instancePath:instancePath+"/host/lxd/client_certificate_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -672,9 +679,11 @@ vErrors.push(err32);
 errors++;
 }
 }
-if(data9.project !== undefined){
-if(typeof data9.project !== "string"){
-const err33 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/properties/host/properties/lxd/properties/project/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.client_key_file !== undefined){
+let data14 = data9.client_key_file;
+if(typeof data14 === "string"){
+if(!pattern7.test(data14)){
+const err33 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -684,9 +693,8 @@ vErrors.push(err33);
 errors++;
 }
 }
-if(data9.storage_pool !== undefined){
-if(typeof data9.storage_pool !== "string"){
-const err34 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/properties/host/properties/lxd/properties/storage_pool/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err34 = {instancePath:instancePath+"/host/lxd/client_key_file",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -696,13 +704,11 @@ vErrors.push(err34);
 errors++;
 }
 }
-if(data9.profiles !== undefined){
-let data17 = data9.profiles;
-if(Array.isArray(data17)){
-const len0 = data17.length;
-for(let i0=0; i0<len0; i0++){
-if(typeof data17[i0] !== "string"){
-const err35 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/properties/host/properties/lxd/properties/profiles/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.project !== undefined){
+let data15 = data9.project;
+if(typeof data15 === "string"){
+if(!pattern7.test(data15)){
+const err35 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -712,9 +718,8 @@ vErrors.push(err35);
 errors++;
 }
 }
-}
 else {
-const err36 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err36 = {instancePath:instancePath+"/host/lxd/project",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -724,9 +729,11 @@ vErrors.push(err36);
 errors++;
 }
 }
-if(data9.target !== undefined){
-if(typeof data9.target !== "string"){
-const err37 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/properties/host/properties/lxd/properties/target/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.storage_pool !== undefined){
+let data16 = data9.storage_pool;
+if(typeof data16 === "string"){
+if(!pattern7.test(data16)){
+const err37 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -736,11 +743,8 @@ vErrors.push(err37);
 errors++;
 }
 }
-if(data9.image_server !== undefined){
-let data20 = data9.image_server;
-if(typeof data20 === "string"){
-if(!pattern7.test(data20)){
-const err38 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://"},message:"must match pattern \""+"^https://"+"\""};
+else {
+const err38 = {instancePath:instancePath+"/host/lxd/storage_pool",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -750,8 +754,15 @@ vErrors.push(err38);
 errors++;
 }
 }
-else {
-const err39 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data9.profiles !== undefined){
+let data17 = data9.profiles;
+if(Array.isArray(data17)){
+const len0 = data17.length;
+for(let i0=0; i0<len0; i0++){
+let data18 = data17[i0];
+if(typeof data18 === "string"){
+if(!pattern7.test(data18)){
+const err39 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -761,9 +772,8 @@ vErrors.push(err39);
 errors++;
 }
 }
-}
 else {
-const err40 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err40 = {instancePath:instancePath+"/host/lxd/profiles/" + i0,schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -773,12 +783,9 @@ vErrors.push(err40);
 errors++;
 }
 }
-if(data0.consul !== undefined){
-let data21 = data0.consul;
-if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
-for(const key3 in data21){
-if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
-const err41 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+}
+else {
+const err41 = {instancePath:instancePath+"/host/lxd/profiles",schemaPath:"#/properties/host/properties/lxd/properties/profiles/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -788,11 +795,11 @@ vErrors.push(err41);
 errors++;
 }
 }
-if(data21.address !== undefined){
-let data22 = data21.address;
-if(typeof data22 === "string"){
-if(!pattern8.test(data22)){
-const err42 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
+if(data9.target !== undefined){
+let data19 = data9.target;
+if(typeof data19 === "string"){
+if(!pattern7.test(data19)){
+const err42 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -803,7 +810,7 @@ errors++;
 }
 }
 else {
-const err43 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err43 = {instancePath:instancePath+"/host/lxd/target",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -813,11 +820,11 @@ vErrors.push(err43);
 errors++;
 }
 }
-if(data21.datacenter !== undefined){
-let data23 = data21.datacenter;
-if(typeof data23 === "string"){
-if(!pattern9.test(data23)){
-const err44 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
+if(data9.image_server !== undefined){
+let data20 = data9.image_server;
+if(typeof data20 === "string"){
+if(!pattern13.test(data20)){
+const err44 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -828,7 +835,7 @@ errors++;
 }
 }
 else {
-const err45 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err45 = {instancePath:instancePath+"/host/lxd/image_server",schemaPath:"#/properties/host/properties/lxd/properties/image_server/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -838,11 +845,9 @@ vErrors.push(err45);
 errors++;
 }
 }
-if(data21.dns_domain !== undefined){
-let data24 = data21.dns_domain;
-if(typeof data24 === "string"){
-if(!pattern10.test(data24)){
-const err46 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
+}
+else {
+const err46 = {instancePath:instancePath+"/host/lxd",schemaPath:"#/properties/host/properties/lxd/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -852,8 +857,12 @@ vErrors.push(err46);
 errors++;
 }
 }
-else {
-const err47 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data0.consul !== undefined){
+let data21 = data0.consul;
+if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
+for(const key3 in data21){
+if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
+const err47 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -863,9 +872,11 @@ vErrors.push(err47);
 errors++;
 }
 }
-}
-else {
-const err48 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data21.address !== undefined){
+let data22 = data21.address;
+if(typeof data22 === "string"){
+if(!pattern14.test(data22)){
+const err48 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/pattern",keyword:"pattern",params:{pattern: "^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"},message:"must match pattern \""+"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"+"\""};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -875,9 +886,8 @@ vErrors.push(err48);
 errors++;
 }
 }
-}
 else {
-const err49 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err49 = {instancePath:instancePath+"/host/consul/address",schemaPath:"#/properties/host/properties/consul/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -887,12 +897,11 @@ vErrors.push(err49);
 errors++;
 }
 }
-if(data.modules !== undefined){
-let data25 = data.modules;
-if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
-for(const key4 in data25){
-if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
-const err50 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+if(data21.datacenter !== undefined){
+let data23 = data21.datacenter;
+if(typeof data23 === "string"){
+if(!pattern15.test(data23)){
+const err50 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_-]+$"},message:"must match pattern \""+"^[A-Za-z0-9_-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -902,14 +911,89 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data25.deploy !== undefined){
-if(typeof data25.deploy !== "boolean"){
-const err51 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err51 = {instancePath:instancePath+"/host/consul/datacenter",schemaPath:"#/properties/host/properties/consul/properties/datacenter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err51];
 }
 else {
 vErrors.push(err51);
+}
+errors++;
+}
+}
+if(data21.dns_domain !== undefined){
+let data24 = data21.dns_domain;
+if(typeof data24 === "string"){
+if(!pattern16.test(data24)){
+const err52 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9-]+$"},message:"must match pattern \""+"^[a-z0-9-]+$"+"\""};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
+}
+errors++;
+}
+}
+else {
+const err53 = {instancePath:instancePath+"/host/consul/dns_domain",schemaPath:"#/properties/host/properties/consul/properties/dns_domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
+}
+errors++;
+}
+}
+}
+else {
+const err54 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+}
+}
+else {
+const err55 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
+}
+errors++;
+}
+}
+if(data.modules !== undefined){
+let data25 = data.modules;
+if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
+for(const key4 in data25){
+if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
+const err56 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err56];
+}
+else {
+vErrors.push(err56);
+}
+errors++;
+}
+}
+if(data25.deploy !== undefined){
+if(typeof data25.deploy !== "boolean"){
+const err57 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
 }
 errors++;
 }
@@ -937,80 +1021,7 @@ let data30 = data25.coturn;
 if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
 for(const key5 in data30){
 if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
-const err52 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err52];
-}
-else {
-vErrors.push(err52);
-}
-errors++;
-}
-}
-if(data30.host_part !== undefined){
-let data31 = data30.host_part;
-if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-const err53 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err53];
-}
-else {
-vErrors.push(err53);
-}
-errors++;
-}
-if((typeof data31 == "number") && (isFinite(data31))){
-if(data31 > 254 || isNaN(data31)){
-const err54 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
-if(vErrors === null){
-vErrors = [err54];
-}
-else {
-vErrors.push(err54);
-}
-errors++;
-}
-if(data31 < 2 || isNaN(data31)){
-const err55 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
-if(vErrors === null){
-vErrors = [err55];
-}
-else {
-vErrors.push(err55);
-}
-errors++;
-}
-}
-}
-if(data30.image !== undefined){
-let data32 = data30.image;
-if(typeof data32 === "string"){
-if(func3(data32) < 1){
-const err56 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err56];
-}
-else {
-vErrors.push(err56);
-}
-errors++;
-}
-}
-else {
-const err57 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err57];
-}
-else {
-vErrors.push(err57);
-}
-errors++;
-}
-}
-if(data30.listening_port !== undefined){
-let data33 = data30.listening_port;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err58 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err58 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1019,9 +1030,11 @@ vErrors.push(err58);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err59 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data30.host_part !== undefined){
+let data31 = data30.host_part;
+if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
+const err59 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1030,8 +1043,9 @@ vErrors.push(err59);
 }
 errors++;
 }
-if(data33 < 1 || isNaN(data33)){
-const err60 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data31 == "number") && (isFinite(data31))){
+if(data31 > 254 || isNaN(data31)){
+const err60 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1040,12 +1054,8 @@ vErrors.push(err60);
 }
 errors++;
 }
-}
-}
-if(data30.tls_listening_port !== undefined){
-let data34 = data30.tls_listening_port;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err61 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data31 < 2 || isNaN(data31)){
+const err61 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1054,9 +1064,13 @@ vErrors.push(err61);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 65535 || isNaN(data34)){
-const err62 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data30.image !== undefined){
+let data32 = data30.image;
+if(typeof data32 === "string"){
+if(!pattern7.test(data32)){
+const err62 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1065,8 +1079,9 @@ vErrors.push(err62);
 }
 errors++;
 }
-if(data34 < 1 || isNaN(data34)){
-const err63 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err63 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1076,11 +1091,10 @@ vErrors.push(err63);
 errors++;
 }
 }
-}
-if(data30.min_port !== undefined){
-let data35 = data30.min_port;
-if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
-const err64 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data30.listening_port !== undefined){
+let data33 = data30.listening_port;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err64 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1089,9 +1103,9 @@ vErrors.push(err64);
 }
 errors++;
 }
-if((typeof data35 == "number") && (isFinite(data35))){
-if(data35 > 65535 || isNaN(data35)){
-const err65 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 65535 || isNaN(data33)){
+const err65 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1100,8 +1114,8 @@ vErrors.push(err65);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err66 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data33 < 1 || isNaN(data33)){
+const err66 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1112,10 +1126,10 @@ errors++;
 }
 }
 }
-if(data30.max_port !== undefined){
-let data36 = data30.max_port;
-if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
-const err67 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data30.tls_listening_port !== undefined){
+let data34 = data30.tls_listening_port;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err67 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1124,9 +1138,9 @@ vErrors.push(err67);
 }
 errors++;
 }
-if((typeof data36 == "number") && (isFinite(data36))){
-if(data36 > 65535 || isNaN(data36)){
-const err68 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err68 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1135,8 +1149,8 @@ vErrors.push(err68);
 }
 errors++;
 }
-if(data36 < 1 || isNaN(data36)){
-const err69 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data34 < 1 || isNaN(data34)){
+const err69 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1147,9 +1161,10 @@ errors++;
 }
 }
 }
-}
-else {
-const err70 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data30.min_port !== undefined){
+let data35 = data30.min_port;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err70 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1158,10 +1173,9 @@ vErrors.push(err70);
 }
 errors++;
 }
-}
-}
-else {
-const err71 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 65535 || isNaN(data35)){
+const err71 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1170,12 +1184,8 @@ vErrors.push(err71);
 }
 errors++;
 }
-}
-if(data.project !== undefined){
-let data37 = data.project;
-if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
-if(data37.id === undefined){
-const err72 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
+if(data35 < 1 || isNaN(data35)){
+const err72 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1184,8 +1194,12 @@ vErrors.push(err72);
 }
 errors++;
 }
-if(data37.domain === undefined){
-const err73 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
+}
+}
+if(data30.max_port !== undefined){
+let data36 = data30.max_port;
+if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
+const err73 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1194,8 +1208,9 @@ vErrors.push(err73);
 }
 errors++;
 }
-if(data37.turn_domain === undefined){
-const err74 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
+if((typeof data36 == "number") && (isFinite(data36))){
+if(data36 > 65535 || isNaN(data36)){
+const err74 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1204,8 +1219,8 @@ vErrors.push(err74);
 }
 errors++;
 }
-if(data37.admin === undefined){
-const err75 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
+if(data36 < 1 || isNaN(data36)){
+const err75 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1214,9 +1229,11 @@ vErrors.push(err75);
 }
 errors++;
 }
-for(const key6 in data37){
-if(!(func2.call(schema11.properties.project.properties, key6))){
-const err76 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+}
+}
+else {
+const err76 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1226,11 +1243,9 @@ vErrors.push(err76);
 errors++;
 }
 }
-if(data37.id !== undefined){
-let data38 = data37.id;
-if(typeof data38 === "string"){
-if(func3(data38) > 15){
-const err77 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
+}
+else {
+const err77 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1239,8 +1254,12 @@ vErrors.push(err77);
 }
 errors++;
 }
-if(!pattern11.test(data38)){
-const err78 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z][a-z0-9-]*[a-z0-9]$"},message:"must match pattern \""+"^[a-z][a-z0-9-]*[a-z0-9]$"+"\""};
+}
+if(data.project !== undefined){
+let data37 = data.project;
+if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
+if(data37.id === undefined){
+const err78 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1249,9 +1268,8 @@ vErrors.push(err78);
 }
 errors++;
 }
-}
-else {
-const err79 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.domain === undefined){
+const err79 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1260,12 +1278,8 @@ vErrors.push(err79);
 }
 errors++;
 }
-}
-if(data37.domain !== undefined){
-let data39 = data37.domain;
-if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err80 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data37.turn_domain === undefined){
+const err80 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1274,8 +1288,8 @@ vErrors.push(err80);
 }
 errors++;
 }
-if(!pattern12.test(data39)){
-const err81 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+if(data37.admin === undefined){
+const err81 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1284,9 +1298,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-}
-else {
-const err82 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key6 in data37){
+if(!(func2.call(schema11.properties.project.properties, key6))){
+const err82 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1296,11 +1310,11 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data37.turn_domain !== undefined){
-let data40 = data37.turn_domain;
-if(typeof data40 === "string"){
-if(func3(data40) > 253){
-const err83 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data37.id !== undefined){
+let data38 = data37.id;
+if(typeof data38 === "string"){
+if(func3(data38) > 15){
+const err83 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1309,8 +1323,8 @@ vErrors.push(err83);
 }
 errors++;
 }
-if(!pattern12.test(data40)){
-const err84 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+if(!pattern19.test(data38)){
+const err84 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z]([a-z0-9-]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z]([a-z0-9-]*[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1321,7 +1335,7 @@ errors++;
 }
 }
 else {
-const err85 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err85 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1331,11 +1345,11 @@ vErrors.push(err85);
 errors++;
 }
 }
-if(data37.admin !== undefined){
-let data41 = data37.admin;
-if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
-if(data41.username === undefined){
-const err86 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
+if(data37.domain !== undefined){
+let data39 = data37.domain;
+if(typeof data39 === "string"){
+if(func3(data39) > 253){
+const err86 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1344,8 +1358,8 @@ vErrors.push(err86);
 }
 errors++;
 }
-if(data41.email === undefined){
-const err87 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
+if(!pattern20.test(data39)){
+const err87 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1354,9 +1368,9 @@ vErrors.push(err87);
 }
 errors++;
 }
-for(const key7 in data41){
-if(!((key7 === "username") || (key7 === "email"))){
-const err88 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+else {
+const err88 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1366,11 +1380,11 @@ vErrors.push(err88);
 errors++;
 }
 }
-if(data41.username !== undefined){
-let data42 = data41.username;
-if(typeof data42 === "string"){
-if(func3(data42) > 64){
-const err89 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
+if(data37.turn_domain !== undefined){
+let data40 = data37.turn_domain;
+if(typeof data40 === "string"){
+if(func3(data40) > 253){
+const err89 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1379,8 +1393,8 @@ vErrors.push(err89);
 }
 errors++;
 }
-if(!pattern14.test(data42)){
-const err90 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/-]+$"},message:"must match pattern \""+"^[a-z0-9._=/-]+$"+"\""};
+if(!pattern20.test(data40)){
+const err90 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1391,7 +1405,7 @@ errors++;
 }
 }
 else {
-const err91 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err91 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1401,11 +1415,11 @@ vErrors.push(err91);
 errors++;
 }
 }
-if(data41.email !== undefined){
-let data43 = data41.email;
-if(typeof data43 === "string"){
-if(!(formats6.test(data43))){
-const err92 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/format",keyword:"format",params:{format: "email"},message:"must match format \""+"email"+"\""};
+if(data37.admin !== undefined){
+let data41 = data37.admin;
+if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
+if(data41.username === undefined){
+const err92 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1414,9 +1428,8 @@ vErrors.push(err92);
 }
 errors++;
 }
-}
-else {
-const err93 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/properties/project/properties/admin/properties/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data41.email === undefined){
+const err93 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1425,10 +1438,9 @@ vErrors.push(err93);
 }
 errors++;
 }
-}
-}
-else {
-const err94 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key7 in data41){
+if(!((key7 === "username") || (key7 === "email"))){
+const err94 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1438,11 +1450,11 @@ vErrors.push(err94);
 errors++;
 }
 }
-if(data37.smtp !== undefined){
-let data44 = data37.smtp;
-if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
-if(data44.host === undefined){
-const err95 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data41.username !== undefined){
+let data42 = data41.username;
+if(typeof data42 === "string"){
+if(func3(data42) > 64){
+const err95 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1451,8 +1463,8 @@ vErrors.push(err95);
 }
 errors++;
 }
-if(data44.port === undefined){
-const err96 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+if(!pattern22.test(data42)){
+const err96 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/+-]+$"},message:"must match pattern \""+"^[a-z0-9._=/+-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1461,9 +1473,9 @@ vErrors.push(err96);
 }
 errors++;
 }
-for(const key8 in data44){
-if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
-const err97 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+else {
+const err97 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1473,11 +1485,11 @@ vErrors.push(err97);
 errors++;
 }
 }
-if(data44.host !== undefined){
-let data45 = data44.host;
-if(typeof data45 === "string"){
-if(func3(data45) > 253){
-const err98 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data41.email !== undefined){
+let data43 = data41.email;
+if(typeof data43 === "string"){
+if(func3(data43) > 254){
+const err98 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/maxLength",keyword:"maxLength",params:{limit: 254},message:"must NOT have more than 254 characters"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1486,8 +1498,8 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(!pattern12.test(data45)){
-const err99 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+if(!pattern23.test(data43)){
+const err99 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"},message:"must match pattern \""+"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1498,7 +1510,7 @@ errors++;
 }
 }
 else {
-const err100 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err100 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1508,10 +1520,9 @@ vErrors.push(err100);
 errors++;
 }
 }
-if(data44.port !== undefined){
-let data46 = data44.port;
-if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
-const err101 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err101 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1520,9 +1531,12 @@ vErrors.push(err101);
 }
 errors++;
 }
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 > 65535 || isNaN(data46)){
-const err102 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data37.smtp !== undefined){
+let data44 = data37.smtp;
+if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
+if(data44.host === undefined){
+const err102 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1531,8 +1545,8 @@ vErrors.push(err102);
 }
 errors++;
 }
-if(data46 < 1 || isNaN(data46)){
-const err103 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data44.port === undefined){
+const err103 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1541,13 +1555,9 @@ vErrors.push(err103);
 }
 errors++;
 }
-}
-}
-if(data44.username !== undefined){
-let data47 = data44.username;
-if(typeof data47 === "string"){
-if(func3(data47) < 1){
-const err104 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key8 in data44){
+if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
+const err104 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1557,8 +1567,11 @@ vErrors.push(err104);
 errors++;
 }
 }
-else {
-const err105 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/properties/project/properties/smtp/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data44.host !== undefined){
+let data45 = data44.host;
+if(typeof data45 === "string"){
+if(func3(data45) > 253){
+const err105 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1567,10 +1580,8 @@ vErrors.push(err105);
 }
 errors++;
 }
-}
-if(data44.starttls !== undefined){
-if(typeof data44.starttls !== "boolean"){
-const err106 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(!pattern20.test(data45)){
+const err106 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1580,9 +1591,8 @@ vErrors.push(err106);
 errors++;
 }
 }
-if(data44.ssl !== undefined){
-if(typeof data44.ssl !== "boolean"){
-const err107 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err107 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1592,9 +1602,10 @@ vErrors.push(err107);
 errors++;
 }
 }
-if(data44.from !== undefined){
-if(typeof data44.from !== "string"){
-const err108 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data44.port !== undefined){
+let data46 = data44.port;
+if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
+const err108 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1603,10 +1614,9 @@ vErrors.push(err108);
 }
 errors++;
 }
-}
-}
-else {
-const err109 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 > 65535 || isNaN(data46)){
+const err109 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1615,12 +1625,8 @@ vErrors.push(err109);
 }
 errors++;
 }
-}
-if(data37.default_country_code !== undefined){
-let data51 = data37.default_country_code;
-if(typeof data51 === "string"){
-if(!pattern16.test(data51)){
-const err110 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
+if(data46 < 1 || isNaN(data46)){
+const err110 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1630,8 +1636,12 @@ vErrors.push(err110);
 errors++;
 }
 }
-else {
-const err111 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data44.username !== undefined){
+let data47 = data44.username;
+if(typeof data47 === "string"){
+if(!pattern7.test(data47)){
+const err111 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1641,11 +1651,8 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data37.room_complexity !== undefined){
-let data52 = data37.room_complexity;
-if((typeof data52 == "number") && (isFinite(data52))){
-if(data52 <= 0 || isNaN(data52)){
-const err112 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+const err112 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1655,8 +1662,9 @@ vErrors.push(err112);
 errors++;
 }
 }
-else {
-const err113 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data44.starttls !== undefined){
+if(typeof data44.starttls !== "boolean"){
+const err113 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1666,9 +1674,9 @@ vErrors.push(err113);
 errors++;
 }
 }
-if(data37.allow_public_rooms_without_auth !== undefined){
-if(typeof data37.allow_public_rooms_without_auth !== "boolean"){
-const err114 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data44.ssl !== undefined){
+if(typeof data44.ssl !== "boolean"){
+const err114 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1678,14 +1686,113 @@ vErrors.push(err114);
 errors++;
 }
 }
-if(data37.allow_public_rooms_over_federation !== undefined){
-if(typeof data37.allow_public_rooms_over_federation !== "boolean"){
-const err115 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data44.from !== undefined){
+let data50 = data44.from;
+if(typeof data50 === "string"){
+if(!pattern26.test(data50)){
+const err115 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/pattern",keyword:"pattern",params:{pattern: "^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"},message:"must match pattern \""+"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"+"\""};
 if(vErrors === null){
 vErrors = [err115];
 }
 else {
 vErrors.push(err115);
+}
+errors++;
+}
+}
+else {
+const err116 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err116];
+}
+else {
+vErrors.push(err116);
+}
+errors++;
+}
+}
+}
+else {
+const err117 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err117];
+}
+else {
+vErrors.push(err117);
+}
+errors++;
+}
+}
+if(data37.default_country_code !== undefined){
+let data51 = data37.default_country_code;
+if(typeof data51 === "string"){
+if(!pattern27.test(data51)){
+const err118 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
+if(vErrors === null){
+vErrors = [err118];
+}
+else {
+vErrors.push(err118);
+}
+errors++;
+}
+}
+else {
+const err119 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err119];
+}
+else {
+vErrors.push(err119);
+}
+errors++;
+}
+}
+if(data37.room_complexity !== undefined){
+let data52 = data37.room_complexity;
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 <= 0 || isNaN(data52)){
+const err120 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(vErrors === null){
+vErrors = [err120];
+}
+else {
+vErrors.push(err120);
+}
+errors++;
+}
+}
+else {
+const err121 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err121];
+}
+else {
+vErrors.push(err121);
+}
+errors++;
+}
+}
+if(data37.allow_public_rooms_without_auth !== undefined){
+if(typeof data37.allow_public_rooms_without_auth !== "boolean"){
+const err122 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err122];
+}
+else {
+vErrors.push(err122);
+}
+errors++;
+}
+}
+if(data37.allow_public_rooms_over_federation !== undefined){
+if(typeof data37.allow_public_rooms_over_federation !== "boolean"){
+const err123 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err123];
+}
+else {
+vErrors.push(err123);
 }
 errors++;
 }
@@ -1698,102 +1805,7 @@ for(let i1=0; i1<len1; i1++){
 let data56 = data55[i1];
 if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
 if(data56.text === undefined){
-const err116 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
-if(vErrors === null){
-vErrors = [err116];
-}
-else {
-vErrors.push(err116);
-}
-errors++;
-}
-if(data56.url === undefined){
-const err117 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
-if(vErrors === null){
-vErrors = [err117];
-}
-else {
-vErrors.push(err117);
-}
-errors++;
-}
-for(const key9 in data56){
-if(!((key9 === "text") || (key9 === "url"))){
-const err118 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err118];
-}
-else {
-vErrors.push(err118);
-}
-errors++;
-}
-}
-if(data56.text !== undefined){
-let data57 = data56.text;
-if(typeof data57 === "string"){
-if(func3(data57) < 1){
-const err119 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err119];
-}
-else {
-vErrors.push(err119);
-}
-errors++;
-}
-}
-else {
-const err120 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err120];
-}
-else {
-vErrors.push(err120);
-}
-errors++;
-}
-}
-if(data56.url !== undefined){
-let data58 = data56.url;
-if(typeof data58 === "string"){
-if(!pattern17.test(data58)){
-const err121 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://\\S+$"},message:"must match pattern \""+"^https://\\S+$"+"\""};
-if(vErrors === null){
-vErrors = [err121];
-}
-else {
-vErrors.push(err121);
-}
-errors++;
-}
-}
-else {
-const err122 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err122];
-}
-else {
-vErrors.push(err122);
-}
-errors++;
-}
-}
-}
-else {
-const err123 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err123];
-}
-else {
-vErrors.push(err123);
-}
-errors++;
-}
-}
-}
-else {
-const err124 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err124 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1802,13 +1814,8 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-if(data37.host_parts !== undefined){
-let data59 = data37.host_parts;
-if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
-for(const key10 in data59){
-if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
-const err125 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+if(data56.url === undefined){
+const err125 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1817,11 +1824,9 @@ vErrors.push(err125);
 }
 errors++;
 }
-}
-if(data59.synapse !== undefined){
-let data60 = data59.synapse;
-if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
-const err126 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key9 in data56){
+if(!((key9 === "text") || (key9 === "url"))){
+const err126 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1830,9 +1835,12 @@ vErrors.push(err126);
 }
 errors++;
 }
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 > 254 || isNaN(data60)){
-const err127 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data56.text !== undefined){
+let data57 = data56.text;
+if(typeof data57 === "string"){
+if(!pattern7.test(data57)){
+const err127 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1841,8 +1849,9 @@ vErrors.push(err127);
 }
 errors++;
 }
-if(data60 < 2 || isNaN(data60)){
-const err128 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+else {
+const err128 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1852,11 +1861,11 @@ vErrors.push(err128);
 errors++;
 }
 }
-}
-if(data59.element !== undefined){
-let data61 = data59.element;
-if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
-const err129 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data56.url !== undefined){
+let data58 = data56.url;
+if(typeof data58 === "string"){
+if(!pattern13.test(data58)){
+const err129 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1865,9 +1874,9 @@ vErrors.push(err129);
 }
 errors++;
 }
-if((typeof data61 == "number") && (isFinite(data61))){
-if(data61 > 254 || isNaN(data61)){
-const err130 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+else {
+const err130 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1876,8 +1885,10 @@ vErrors.push(err130);
 }
 errors++;
 }
-if(data61 < 2 || isNaN(data61)){
-const err131 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+}
+else {
+const err131 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1888,10 +1899,8 @@ errors++;
 }
 }
 }
-if(data59.synapse_admin !== undefined){
-let data62 = data59.synapse_admin;
-if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
-const err132 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err132 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1900,9 +1909,13 @@ vErrors.push(err132);
 }
 errors++;
 }
-if((typeof data62 == "number") && (isFinite(data62))){
-if(data62 > 254 || isNaN(data62)){
-const err133 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data37.host_parts !== undefined){
+let data59 = data37.host_parts;
+if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
+for(const key10 in data59){
+if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
+const err133 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1911,8 +1924,11 @@ vErrors.push(err133);
 }
 errors++;
 }
-if(data62 < 2 || isNaN(data62)){
-const err134 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+}
+if(data59.synapse !== undefined){
+let data60 = data59.synapse;
+if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
+const err134 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1921,11 +1937,9 @@ vErrors.push(err134);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err135 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data60 == "number") && (isFinite(data60))){
+if(data60 > 254 || isNaN(data60)){
+const err135 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1934,13 +1948,8 @@ vErrors.push(err135);
 }
 errors++;
 }
-}
-if(data37.synapse !== undefined){
-let data63 = data37.synapse;
-if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
-for(const key11 in data63){
-if(!((key11 === "version") || (key11 === "image"))){
-const err136 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+if(data60 < 2 || isNaN(data60)){
+const err136 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1950,11 +1959,11 @@ vErrors.push(err136);
 errors++;
 }
 }
-if(data63.version !== undefined){
-let data64 = data63.version;
-if(typeof data64 === "string"){
-if(!pattern18.test(data64)){
-const err137 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
+}
+if(data59.element !== undefined){
+let data61 = data59.element;
+if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
+const err137 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1963,9 +1972,9 @@ vErrors.push(err137);
 }
 errors++;
 }
-}
-else {
-const err138 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/properties/project/properties/synapse/properties/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 > 254 || isNaN(data61)){
+const err138 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1974,12 +1983,8 @@ vErrors.push(err138);
 }
 errors++;
 }
-}
-if(data63.image !== undefined){
-let data65 = data63.image;
-if(typeof data65 === "string"){
-if(func3(data65) < 1){
-const err139 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data61 < 2 || isNaN(data61)){
+const err139 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1989,8 +1994,11 @@ vErrors.push(err139);
 errors++;
 }
 }
-else {
-const err140 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data59.synapse_admin !== undefined){
+let data62 = data59.synapse_admin;
+if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
+const err140 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1999,15 +2007,114 @@ vErrors.push(err140);
 }
 errors++;
 }
-}
-}
-else {
-const err141 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if((typeof data62 == "number") && (isFinite(data62))){
+if(data62 > 254 || isNaN(data62)){
+const err141 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err141];
 }
 else {
 vErrors.push(err141);
+}
+errors++;
+}
+if(data62 < 2 || isNaN(data62)){
+const err142 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+if(vErrors === null){
+vErrors = [err142];
+}
+else {
+vErrors.push(err142);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err143 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err143];
+}
+else {
+vErrors.push(err143);
+}
+errors++;
+}
+}
+if(data37.synapse !== undefined){
+let data63 = data37.synapse;
+if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
+for(const key11 in data63){
+if(!((key11 === "version") || (key11 === "image"))){
+const err144 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err144];
+}
+else {
+vErrors.push(err144);
+}
+errors++;
+}
+}
+if(data63.version !== undefined){
+let data64 = data63.version;
+if(typeof data64 === "string"){
+if(!pattern30.test(data64)){
+const err145 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
+if(vErrors === null){
+vErrors = [err145];
+}
+else {
+vErrors.push(err145);
+}
+errors++;
+}
+}
+else {
+const err146 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err146];
+}
+else {
+vErrors.push(err146);
+}
+errors++;
+}
+}
+if(data63.image !== undefined){
+let data65 = data63.image;
+if(typeof data65 === "string"){
+if(!pattern7.test(data65)){
+const err147 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(vErrors === null){
+vErrors = [err147];
+}
+else {
+vErrors.push(err147);
+}
+errors++;
+}
+}
+else {
+const err148 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err148];
+}
+else {
+vErrors.push(err148);
+}
+errors++;
+}
+}
+}
+else {
+const err149 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err149];
+}
+else {
+vErrors.push(err149);
 }
 errors++;
 }
@@ -2026,24 +2133,24 @@ errors = vErrors.length;
 }
 }
 else {
-const err142 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err150 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err142];
+vErrors = [err150];
 }
 else {
-vErrors.push(err142);
+vErrors.push(err150);
 }
 errors++;
 }
 }
 }
 else {
-const err143 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err151 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err143];
+vErrors = [err151];
 }
 else {
-vErrors.push(err143);
+vErrors.push(err151);
 }
 errors++;
 }

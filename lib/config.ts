@@ -1,16 +1,20 @@
 /**
- * The self-hoster's configuration file: YAML validated against schema/matrix-config.schema.json
- * (ajv, every error at once) plus the cross-field rules a schema cannot express (relay range,
- * address collisions, secrets from the environment). The result maps onto the props of
- * MatrixStandaloneStack.
+ * The self-hoster's configuration file: UTF-8 YAML (one document, plain data), validated against
+ * schema/matrix-config.schema.json (ajv, every error at once, each rule quoted in words) plus
+ * the cross-field rules a schema cannot express, most of them the constructs' own rule
+ * functions reported under the file's field names (relay range, bridge name, networks, public
+ * listeners, address collisions, secrets from the environment). The result maps onto the
+ * props of MatrixStandaloneStack.
  */
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { ErrorObject, ValidateFunction } from "ajv";
-import { parseDocument } from "yaml";
-import { Problems, ValidationError } from "./problems";
-import { lxdProviderProblems } from "./host";
+import { LineCounter, Node, isMap, isScalar, isSeq, parseAllDocuments } from "yaml";
+import { Problem, Problems, ValidationError, quote } from "./problems";
+import { DEFAULT_DHCP_RANGE, HostProps, validateHostProps } from "./host";
+import { INGRESS_PUBLIC_PORTS, PublicListener, TURN_DEFAULT_PORTS, TurnPorts, checkPublicListeners, checkTurnPorts } from "./rules";
+import { validateElementConfigOptions } from "./render/element";
 import { CONFIG_VALIDATOR_DIGEST, validateConfig } from "./config-validator.generated";
 import schema from "../schema/matrix-config.schema.json";
 
@@ -88,12 +92,11 @@ export const DEFAULT_HOST_PARTS = {
 
 export const CONFIG_SCHEMA = schema;
 
-/** The default DHCP range of the host network; static addresses must stay below it. */
-const DHCP_FIRST = 100;
 
 /** How ajv compiles the schema, here and ahead of time (scripts/compile-config-schema.js). */
 export const CONFIG_AJV = {
-  options: { allErrors: true, strict: true, useDefaults: false },
+  // `rule` states in words what a pattern or format accepts; messages and the README quote it.
+  options: { allErrors: true, strict: true, useDefaults: false, keywords: ["rule"] },
   formats: ["ipv4", "ipv6", "email"],
 } as const;
 
@@ -118,7 +121,7 @@ function compileSchema(): ValidateFunction {
   // Required here, not imported: a synth with an up-to-date precompiled validator never loads ajv.
   const { default: Ajv } = require("ajv") as typeof import("ajv");
   const { default: addFormats } = require("ajv-formats") as typeof import("ajv-formats");
-  const ajv = new Ajv({ ...CONFIG_AJV.options });
+  const ajv = new Ajv({ ...CONFIG_AJV.options, keywords: [...CONFIG_AJV.options.keywords] });
   addFormats(ajv, [...CONFIG_AJV.formats]);
   return ajv.compile(schema);
 }
@@ -142,15 +145,43 @@ function schemaAt(instancePath: string): any {
 
 function resolveRef(node: any): any {
   if (!node?.$ref) return node;
-  const target = (node.$ref as string).replace(/^#\//, "").split("/").reduce((n: any, p: string) => n?.[p], schema);
+  const target = resolveRef((node.$ref as string).replace(/^#\//, "").split("/").reduce((n: any, p: string) => n?.[p], schema));
   // The referenced definition says what is valid; the property says what it is for.
   return { ...target, ...node, $ref: undefined, description: target?.description ?? node.description };
 }
 
-function describe(error: ErrorObject, data: unknown): { path: string; message: string } {
+const TYPE_WORDS: Record<string, string> = {
+  string: "text",
+  integer: "a whole number",
+  number: "a number",
+  boolean: "true or false",
+  object: "a mapping of settings (key: value lines)",
+  array: "a list",
+};
+
+function typeName(value: unknown): string {
+  if (value === null) return "nothing (null)";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "number") return `the number ${value}`;
+  if (typeof value === "boolean") return `${value}`;
+  return `the text ${quote(value)}`;
+}
+
+/** Where a secret that was written into the file belongs instead. */
+function secretAdvice(at: string, key: string): string | undefined {
+  if (!/pass(word)?|secret|token|api_?key|private_key/i.test(key)) return undefined;
+  const variable = at.startsWith("project.smtp") ? "TF_VAR_smtp_password" : at.startsWith("project.admin") ? "TF_VAR_admin_password" : undefined;
+  return variable
+    ? `secrets never go into this file: remove it and export ${variable} before cdktf deploy`
+    : "secrets never go into this file: the admin and SMTP passwords come from TF_VAR_admin_password and TF_VAR_smtp_password, every other secret is generated at deploy time";
+}
+
+function describe(error: ErrorObject, data: unknown): Problem {
   const at = pathOf(error);
-  const got = (value: unknown) => (value === undefined ? "" : `, got ${JSON.stringify(value)}`);
   const value = error.instancePath.split("/").slice(1).reduce((v: any, p) => v?.[p], data);
+  const got = value === undefined ? "" : `, got ${quote(value)}`;
+  const node = schemaAt(error.instancePath);
   switch (error.keyword) {
     case "required": {
       const field = (error.params as { missingProperty: string }).missingProperty;
@@ -158,33 +189,130 @@ function describe(error: ErrorObject, data: unknown): { path: string; message: s
     }
     case "additionalProperties": {
       const key = (error.params as { additionalProperty: string }).additionalProperty;
-      const allowed = Object.keys(schemaAt(error.instancePath)?.properties ?? {});
-      return {
-        path: at === "(top level)" ? key : `${at}.${key}`,
-        message: `is not a known setting; valid keys here: ${allowed.join(", ")}`,
-      };
+      const where = at === "(top level)" ? key : `${at}.${key}`;
+      const allowed = Object.keys(node?.properties ?? {});
+      return { path: where, message: secretAdvice(where, key) ?? `is not a known setting; valid keys here: ${allowed.join(", ")}` };
     }
     case "pattern":
-    case "format": {
-      const node = schemaAt(error.instancePath);
-      const rule = node?.description ? node.description.split(". ")[0].replace(/\.$/, "") : error.message;
-      return { path: at, message: `is not valid${got(value)}: ${rule}` };
+    case "format":
+      // Every pattern and format in the schema states its rule in words (checked by a test).
+      return { path: at, message: `is not valid${got}: must be ${node?.rule ?? "as the configuration reference describes"}` };
+    case "type": {
+      const { type } = error.params as { type: string };
+      return { path: at, message: `must be ${TYPE_WORDS[type] ?? type}, got ${typeName(value)}` };
     }
-    case "type":
-      return { path: at, message: `must be ${(error.params as { type: string }).type}${got(value)}` };
     case "minimum":
     case "maximum":
     case "exclusiveMinimum": {
-      const node = schemaAt(error.instancePath);
-      const low = node?.minimum ?? (node?.exclusiveMinimum !== undefined ? `above ${node.exclusiveMinimum}` : undefined);
-      const range = node?.maximum !== undefined ? `from ${low} to ${node.maximum}` : `${low} or more`;
-      return { path: at, message: `must be a number ${range}${got(value)}` };
+      const range =
+        node?.exclusiveMinimum !== undefined
+          ? `above ${node.exclusiveMinimum}`
+          : node?.maximum !== undefined
+            ? `from ${node.minimum} to ${node.maximum}`
+            : `of at least ${node?.minimum}`;
+      return { path: at, message: `must be a ${node?.type === "integer" ? "whole number" : "number"} ${range}${got}` };
     }
     case "maxLength":
-      return { path: at, message: `must be at most ${(error.params as { limit: number }).limit} characters${got(value)}` };
+      return { path: at, message: `must be at most ${(error.params as { limit: number }).limit} characters, got ${String(value).length}` };
+    case "minLength":
+      return { path: at, message: "must not be empty" };
     default:
-      return { path: at, message: `${error.message ?? "is invalid"}${got(value)}` };
+      return { path: at, message: `is not valid${got}` };
   }
+}
+
+/** Where a whole-file problem (encoding, YAML structure) is reported. */
+const WHOLE_FILE = "(whole file)";
+/** Aliases (*name) expanded before the file is refused: a few are normal, thousands are a resource attack. */
+const MAX_ALIAS_COUNT = 100;
+
+/** Plain words for the YAML parser's jargon; other errors keep the parser's own first sentence. */
+const YAML_ERROR_WORDS: Record<string, string> = {
+  TAB_AS_INDENT: "a tab is used for indentation; indent with spaces",
+  BLOCK_AS_IMPLICIT_KEY: "a key and its value are not laid out as key: value on one line; check the indentation and the colon",
+  MULTILINE_IMPLICIT_KEY: "a key is spread over several lines; a key and its colon go on one line",
+  BAD_ALIAS: "an alias (*name) refers to an anchor (&name) that is not defined before it",
+};
+
+/** Parses YAML text into plain data, turning every parser problem into a Problem with its line. */
+function parseYaml(text: string): { data: unknown; problems: Problem[] } {
+  try {
+    return parseYamlDocument(text);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return { data: undefined, problems: [{ path: WHOLE_FILE, message: "is nested too deeply to be a configuration" }] };
+  }
+}
+
+function parseYamlDocument(text: string): { data: unknown; problems: Problem[] } {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text.replace(/^\uFEFF/, ""), { uniqueKeys: false, lineCounter, prettyErrors: false, logLevel: "error" });
+  const lineOf = (offset: number | undefined): number | string => (offset === undefined ? "?" : lineCounter.linePos(offset).line);
+  const list = Array.isArray(docs) ? docs : [];
+  if (list.length > 1) {
+    const second = list[1].contents?.range[0] ?? list[1].range[0];
+    return {
+      data: undefined,
+      problems: [{ path: `line ${lineOf(second)}`, message: `a second YAML document starts here (the file holds ${list.length}, separated by ---); the configuration is one document, so remove the extra ones` }],
+    };
+  }
+  const doc = list[0];
+  if (!doc || doc.contents === null || doc.contents === undefined) {
+    return { data: undefined, problems: [{ path: WHOLE_FILE, message: "is empty; start from config/example.yaml" }] };
+  }
+  if (doc.errors.length > 0) {
+    // Only the first: the parser's later errors usually follow from it.
+    const first = doc.errors[0];
+    const { line, col } = lineCounter.linePos(first.pos[0]);
+    const words = /call stack/i.test(first.message)
+      ? "the nesting goes too deep to be a configuration"
+      : YAML_ERROR_WORDS[first.code] ?? first.message.split(/\n|; please| at line/)[0].replace(/^./, (c) => c.toLowerCase());
+    return { data: undefined, problems: [{ path: `line ${line}, column ${col}`, message: words }] };
+  }
+  const structure = structureProblems(doc.contents as Node, "", lineOf);
+  if (structure.length > 0) return { data: undefined, problems: structure };
+  try {
+    return { data: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }), problems: [] };
+  } catch (err) {
+    const message = /alias/i.test((err as Error).message)
+      ? `expands aliases (*name) more than ${MAX_ALIAS_COUNT} times, which looks like a resource exhaustion attack; write the values out instead`
+      : `could not be read as YAML: ${(err as Error).message.split("\n")[0]}`;
+    return { data: undefined, problems: [{ path: WHOLE_FILE, message }] };
+  }
+}
+
+/** The tags of plain data; anything else (!!binary, !!set, application tags) is not configuration. */
+const PLAIN_TAGS = new Set(["tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"]);
+
+/**
+ * What the YAML parser accepts but a configuration cannot hold: keys given twice in one
+ * mapping, keys that are lists or mappings, and tags other than plain data.
+ */
+function structureProblems(node: Node | null | undefined, at: string, lineOf: (offset: number | undefined) => number | string): Problem[] {
+  const found: Problem[] = [];
+  if (node && "tag" in node && node.tag && !PLAIN_TAGS.has(node.tag)) {
+    found.push({ path: at || "(top level)", message: `uses the YAML tag ${node.tag.replace("tag:yaml.org,2002:", "!!")} (line ${lineOf(node.range?.[0])}); write a plain value instead` });
+  }
+  if (isMap(node)) {
+    const seen = new Map<string, number | string>();
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node | null;
+      const line = lineOf(keyNode?.range?.[0]);
+      if (keyNode !== null && !isScalar(keyNode)) {
+        found.push({ path: `line ${line}`, message: "a key is a list or a mapping; keys are plain names" });
+        continue;
+      }
+      const key = String(keyNode?.value);
+      const path = at ? `${at}.${key}` : key;
+      const first = seen.get(key);
+      if (first !== undefined) found.push({ path, message: `is given twice (lines ${first} and ${line}); a key may appear once in a mapping, keep one` });
+      else seen.set(key, line);
+      found.push(...structureProblems(pair.value as Node | null, path, lineOf));
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => found.push(...structureProblems(item as Node, `${at}[${i}]`, lineOf)));
+  }
+  return found;
 }
 
 /**
@@ -199,19 +327,23 @@ export type Environment = Readonly<Record<string, string | undefined>>;
  * @param env where secrets such as TF_VAR_admin_password are checked (never stored)
  */
 export function parseConfig(text: string, source = "configuration", env: Environment = process.env): RawConfig {
-  const doc = parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  const parsed = parseYaml(text);
+  if (parsed.problems.length > 0) throw new ValidationError(parsed.problems, `${source} is not valid YAML`);
+  const data = parsed.data;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new ValidationError(
-      doc.errors.map((e) => ({ path: `line ${e.linePos?.[0].line ?? "?"}`, message: e.message.split("\n")[0] })),
-      `${source} is not valid YAML`,
+      [{ path: "(top level)", message: `must be a mapping of settings (host:, modules:, project:), got ${typeName(data)}` }],
+      `${source} is invalid`,
     );
   }
-  const data = doc.toJS() ?? {};
   const problems = new Problems();
   const validate = compiled();
-  if (!validate(data)) {
+  if (validate(data)) {
+    crossFieldChecks(data as RawConfig, problems, env);
+  } else {
+    const errors = validate.errors ?? [];
     const seen = new Set<string>();
-    for (const error of validate.errors ?? []) {
+    for (const error of errors) {
       const { path: at, message } = describe(error, data);
       const key = `${at}: ${message}`;
       if (!seen.has(key)) {
@@ -219,23 +351,123 @@ export function parseConfig(text: string, source = "configuration", env: Environ
         problems.add(at, message);
       }
     }
-  } else {
-    crossFieldChecks(data as RawConfig, problems, env);
+    // Every problem at once: the cross-field rules also run, on what the schema accepted.
+    // A rule that needs a refused value is skipped rather than reported twice or on guesses.
+    const reported = new Set(problems.list.map((p) => p.path));
+    const cross = new Problems();
+    try {
+      crossFieldChecks(withoutRefused(data, errors), cross, env);
+    } catch {
+      // A section of the wrong shape: the schema's problems say what to fix first.
+    }
+    problems.addAll(cross.list.filter((p) => !reported.has(p.path) && !/\bundefined\b/.test(p.message)));
   }
   problems.throwIfAny(`${source} is invalid`);
   return data as RawConfig;
 }
 
+/** A copy of `data` without the values the schema refused (optional ones then take their defaults). */
+function withoutRefused(data: object, errors: readonly ErrorObject[]): RawConfig {
+  const copy = structuredClone(data) as any;
+  for (const error of errors) {
+    const parts = error.instancePath.split("/").slice(1);
+    const parent = parts.slice(0, -1).reduce((v: any, p) => v?.[p], copy);
+    if (parts.length > 0 && parent && typeof parent === "object") delete parent[parts[parts.length - 1]];
+  }
+  return copy;
+}
+
+/**
+ * The text of a configuration file: UTF-8, with or without a byte order mark. Other
+ * encodings are refused as such rather than parsed into confusing YAML errors.
+ */
+// Typed as Uint8Array (a Buffer is one) so that the published declarations need no @types/node.
+export function decodeConfig(bytes: Uint8Array, source = "configuration"): string {
+  const encodingProblem = (message: string) => new ValidationError([{ path: WHOLE_FILE, message }], `${source} has an encoding problem`);
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw encodingProblem("is UTF-16 (or UTF-32) encoded; save it as UTF-8");
+  }
+  if (bytes.includes(0)) throw encodingProblem("contains NUL bytes, as UTF-16 text does; save it as UTF-8");
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const lossy = new TextDecoder("utf-8").decode(bytes);
+    const line = lossy.slice(0, lossy.indexOf("\uFFFD")).split("\n").length;
+    throw encodingProblem(`is not valid UTF-8 (first bad byte on line ${line}), e.g. Latin-1 or Windows-1252 text; save it as UTF-8`);
+  }
+}
+
+/** Larger files are refused unread: a configuration is a few kilobytes. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 /** Reads and validates a configuration file. */
 export function loadConfig(file: string, env: Environment = process.env): RawConfig {
-  let text: string;
+  const source = path.relative(process.cwd(), file) || file;
+  let bytes: Buffer;
   try {
-    text = fs.readFileSync(file, "utf8");
+    const size = fs.statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) {
+      throw new ValidationError([{ path: WHOLE_FILE, message: `is ${(size / 1048576).toFixed(1)} MiB; a configuration is a few kilobytes, so this is not the right file` }], `${source} is invalid`);
+    }
+    bytes = fs.readFileSync(file);
   } catch (err) {
+    if (err instanceof ValidationError) throw err;
     throw new ValidationError([{ path: file, message: `cannot read the configuration file: ${(err as Error).message}` }], "configuration");
   }
-  return parseConfig(text, path.relative(process.cwd(), file) || file, env);
+  return parseConfig(decodeConfig(bytes, source), source, env);
 }
+
+/** The Host props a configuration's host section describes. */
+export function hostPropsFromConfig(config: RawConfig): HostProps {
+  const h = config.host;
+  return {
+    hostId: h.id,
+    ipv4NetworkPart: h.ipv4_network_part,
+    ipv6: h.ipv6_prefix ? { prefix: h.ipv6_prefix, subnet: h.ipv6_subnet, publicAddress: h.public_ipv6 } : undefined,
+    publicIpv4: h.public_ipv4,
+    externalIpv4: h.external_ipv4,
+    networkName: h.network_name,
+    lxd: h.lxd && {
+      provider: h.lxd.provider,
+      address: h.lxd.address,
+      remoteName: h.lxd.remote_name,
+      clientCertificateFile: h.lxd.client_certificate_file,
+      clientKeyFile: h.lxd.client_key_file,
+      project: h.lxd.project,
+      storagePool: h.lxd.storage_pool,
+      profiles: h.lxd.profiles,
+      target: h.lxd.target,
+      imageServer: h.lxd.image_server,
+    },
+    consul: h.consul && { address: h.consul.address, datacenter: h.consul.datacenter, dnsDomain: h.consul.dns_domain },
+  };
+}
+
+/** Host prop paths (as validateHostProps names them) → the configuration's field names. */
+const HOST_FIELDS: Record<string, string> = {
+  "host.hostId": "host.id",
+  "host.ipv4NetworkPart": "host.ipv4_network_part",
+  "host.publicIpv4": "host.public_ipv4",
+  "host.externalIpv4": "host.external_ipv4",
+  "host.networkName": "host.network_name",
+  "host.ipv6.prefix": "host.ipv6_prefix",
+  "host.ipv6.subnet": "host.ipv6_subnet",
+  "host.ipv6.publicAddress": "host.public_ipv6",
+  "host.lxd.address": "host.lxd.address",
+  "host.lxd.provider": "host.lxd.provider",
+  "host.lxd.project": "host.lxd.project",
+  "host.lxd.clientCertificateFile": "host.lxd.client_certificate_file",
+  "host.lxd.clientKeyFile": "host.lxd.client_key_file",
+  "host.lxd.imageServer": "host.lxd.image_server",
+  "host.consul.address": "host.consul.address",
+};
+
+const TURN_FIELDS: Record<keyof TurnPorts, string> = {
+  listeningPort: "modules.coturn.listening_port",
+  tlsListeningPort: "modules.coturn.tls_listening_port",
+  minPort: "modules.coturn.min_port",
+  maxPort: "modules.coturn.max_port",
+};
 
 /** The admin password policy (matches Synapse's password_config policy). */
 export function passwordPolicyProblems(password: string): string[] {
@@ -251,37 +483,42 @@ export function passwordPolicyProblems(password: string): string[] {
 function crossFieldChecks(config: RawConfig, problems: Problems, env: Environment): void {
   const { host, project } = config;
   const coturn = config.modules?.coturn ?? {};
-  if (host.lxd) {
-    const yamlNames = {
-      provider: "provider",
-      project: "project",
-      clientCertificateFile: "client_certificate_file",
-      clientKeyFile: "client_key_file",
-      serverCertificateFingerprint: "server_certificate_fingerprint",
-      imageServer: "image_server",
-    };
-    const lxd = host.lxd;
-    lxdProviderProblems(
-      { provider: lxd.provider, project: lxd.project, clientCertificateFile: lxd.client_certificate_file, clientKeyFile: lxd.client_key_file, imageServer: lxd.image_server },
-      problems,
-      (key) => `host.lxd.${yamlNames[key]}`,
-    );
-  }
   if (host.public_ipv6 !== undefined && host.ipv6_prefix === undefined) {
     problems.add("host.public_ipv6", "needs host.ipv6_prefix: a public IPv6 listener needs IPv6 on the container network");
   }
-  const min = coturn.min_port ?? 50000;
-  const max = coturn.max_port ?? 51000;
-  problems.check(min < max, "modules.coturn.min_port", `must be less than modules.coturn.max_port (got ${min} >= ${max})`);
-  for (const key of ["listening_port", "tls_listening_port"] as const) {
-    const port = coturn[key] ?? (key === "listening_port" ? 3478 : 5349);
-    problems.check(port < min || port > max, `modules.coturn.${key}`, `must lie outside the relay range ${min}-${max}, got ${port}`);
+  // The constructs' own rules, reported with the names written in the file.
+  const hostProblems = new Problems();
+  validateHostProps(hostPropsFromConfig(config), hostProblems);
+  problems.addAll(hostProblems.list, (p) => HOST_FIELDS[p] ?? p);
+
+  const ports: TurnPorts = {
+    listeningPort: coturn.listening_port ?? TURN_DEFAULT_PORTS.listeningPort,
+    tlsListeningPort: coturn.tls_listening_port ?? TURN_DEFAULT_PORTS.tlsListeningPort,
+    minPort: coturn.min_port ?? TURN_DEFAULT_PORTS.minPort,
+    maxPort: coturn.max_port ?? TURN_DEFAULT_PORTS.maxPort,
+  };
+  checkTurnPorts(ports, problems, (field) => TURN_FIELDS[field]);
+  const listeners: PublicListener[] = [
+    { owner: "the ingress proxy's HTTP port", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.http },
+    { owner: "the ingress proxy's HTTPS port", protocol: "tcp", first: INGRESS_PUBLIC_PORTS.https },
+  ];
+  for (const protocol of ["udp", "tcp"] as const) {
+    listeners.push({ owner: TURN_FIELDS.listeningPort, protocol, first: ports.listeningPort });
+    listeners.push({ owner: TURN_FIELDS.tlsListeningPort, protocol, first: ports.tlsListeningPort });
   }
-  problems.check(
-    (coturn.listening_port ?? 3478) !== (coturn.tls_listening_port ?? 5349),
-    "modules.coturn.tls_listening_port",
-    "must differ from modules.coturn.listening_port",
+  // The listening ports clashing with each other or with the UDP relay range are reported above already.
+  const clashes = new Problems();
+  checkPublicListeners(listeners, clashes);
+  problems.addAll(clashes.list.filter((p) => /ingress proxy/.test(p.message)));
+
+  const elementOptions = new Problems();
+  validateElementConfigOptions(
+    { domain: project.domain, countryCode: project.default_country_code, footerLinks: project.element_footer_links },
+    elementOptions,
   );
+  const elementFields = (p: string) =>
+    p.replace(/^domain$/, "project.domain").replace(/^countryCode/, "project.default_country_code").replace(/^footerLinks/, "project.element_footer_links");
+  problems.addAll(elementOptions.list, elementFields);
 
   const parts: [string, number][] = [
     ["modules.ingress_proxy.host_part", config.modules?.ingress_proxy?.host_part ?? DEFAULT_HOST_PARTS.ingress_proxy],
@@ -294,8 +531,9 @@ function crossFieldChecks(config: RawConfig, problems: Problems, env: Environmen
   ];
   const owners = new Map<number, string>();
   for (const [at, part] of parts) {
-    if (part >= DHCP_FIRST) {
-      problems.add(at, `${host.ipv4_network_part}.${part} is inside the DHCP range ${DHCP_FIRST}-254; use 2-${DHCP_FIRST - 1}`);
+    const { first, last } = DEFAULT_DHCP_RANGE;
+    if (part >= first && part <= last) {
+      problems.add(at, `${host.ipv4_network_part}.${part} is inside the DHCP range ${first}-${last}; use 2-${first - 1}`);
     }
     const other = owners.get(part);
     if (other) problems.add(at, `${host.ipv4_network_part}.${part} is already used by ${other}; every component needs its own address`);
@@ -308,8 +546,12 @@ function crossFieldChecks(config: RawConfig, problems: Problems, env: Environmen
       problems.add(`project.${app}`, "version and sha256 go together: a release is pinned by both");
     }
   }
-  if (project.turn_domain === project.domain) {
-    problems.add("project.turn_domain", `must differ from project.domain (e.g. turn.${project.domain})`);
+  const certificateNames = [project.domain, `matrix.${project.domain}`, `element.${project.domain}`];
+  if (certificateNames.includes(project.turn_domain)) {
+    problems.add(
+      "project.turn_domain",
+      `must differ from the project's own host names (${certificateNames.join(", ")}), which have their own certificate; use e.g. turn.${project.domain}`,
+    );
   }
   if (`matrix.${project.domain}`.length > 253 || `element.${project.domain}`.length > 253) {
     problems.add("project.domain", "is too long: matrix.<domain> and element.<domain> must fit in 253 characters");

@@ -4,8 +4,9 @@
  * addresses its proxy devices listen on. Every construct on the host takes the same `Host`,
  * so its address plan sees every static address handed out on that host, across stacks.
  */
-import { Problems, isPort } from "./problems";
-import { AddressPlan } from "./address-plan";
+import { PORT_RULE, Problems, isPort } from "./problems";
+import { LXD_ADDRESS_PATTERN, LXD_ADDRESS_RULE, notAHostIpv4, portOfAddress, unusableIpv4Network, unusableIpv6Prefix } from "./rules";
+import { AddressPlan, PublicPortPlan } from "./address-plan";
 
 export interface HostIpv6Props {
   /** The /64 prefix as four hextets without a trailing `::`, e.g. `fd10:10:10:1`. */
@@ -110,6 +111,8 @@ export class Host {
     HostLxdProps;
   readonly consul: Required<HostConsulProps>;
   readonly addresses: AddressPlan;
+  /** Ports the proxy devices listen on, across every stack that shares this Host. */
+  readonly publicPorts = new PublicPortPlan();
 
   constructor(props: HostProps) {
     const problems = new Problems();
@@ -141,7 +144,7 @@ export class Host {
       dnsDomain: props.consul?.dnsDomain ?? "consul",
       dnsPort: props.consul?.dnsPort ?? 8600,
     };
-    this.addresses = new AddressPlan(this, props.dhcpRange ?? { first: 100, last: 254 });
+    this.addresses = new AddressPlan(this, props.dhcpRange ?? DEFAULT_DHCP_RANGE);
   }
 
   get dualStack(): boolean {
@@ -182,7 +185,14 @@ export class Host {
   }
 }
 
-function validateHostProps(props: HostProps, problems: Problems): void {
+/** The host parts LXD's DHCP hands out by default on the project's networks; static addresses stay below. */
+export const DEFAULT_DHCP_RANGE = { first: 100, last: 254 } as const;
+
+/** Linux limits interface names, and so LXD bridge names, to 15 characters. */
+export const MAX_NETWORK_NAME_LENGTH = 15;
+
+/** Records every problem with a host description; exported so the configuration file reports the same rules. */
+export function validateHostProps(props: HostProps, problems: Problems): void {
   problems.check(
     /^[A-Za-z0-9]+$/.test(props.hostId ?? ""),
     "host.hostId",
@@ -195,6 +205,28 @@ function validateHostProps(props: HostProps, problems: Problems): void {
     `must be the first three octets of an IPv4 /24 such as "10.10.1", got ${JSON.stringify(props.ipv4NetworkPart)}`,
   );
   problems.check(isIpv4(props.publicIpv4 ?? ""), "host.publicIpv4", `must be an IPv4 address, got ${JSON.stringify(props.publicIpv4)}`);
+  for (const [prop, address] of [["host.publicIpv4", props.publicIpv4], ["host.externalIpv4", props.externalIpv4]] as const) {
+    const why = address !== undefined && isIpv4(address) ? notAHostIpv4(address) : undefined;
+    if (why) problems.add(prop, `${address} is in ${why}, not a single host's address; give the host's own public address`);
+  }
+  const networkOk = parts.length === 3 && isIpv4(`${props.ipv4NetworkPart}.0`);
+  const unusable = networkOk ? unusableIpv4Network(props.ipv4NetworkPart) : undefined;
+  if (unusable) problems.add("host.ipv4NetworkPart", `${props.ipv4NetworkPart}.0/24 is in ${unusable}, which a container network cannot use; choose a private range such as 10.10.1`);
+  if (networkOk && isIpv4(props.publicIpv4 ?? "") && props.publicIpv4.startsWith(`${props.ipv4NetworkPart}.`) && props.publicIpv4 !== `${props.ipv4NetworkPart}.1`) {
+    problems.add(
+      "host.publicIpv4",
+      `${props.publicIpv4} is an address of the container network ${props.ipv4NetworkPart}.0/24; the proxy devices listen on one of the host's own addresses (its public address, or ${props.ipv4NetworkPart}.1)`,
+    );
+  }
+  const bridge = props.networkName ?? props.hostId ?? "";
+  if (bridge.length > MAX_NETWORK_NAME_LENGTH) {
+    problems.add(
+      props.networkName === undefined ? "host.hostId" : "host.networkName",
+      props.networkName === undefined
+        ? `is also the LXD bridge name when no network name is given, and Linux limits that to ${MAX_NETWORK_NAME_LENGTH} characters (got ${bridge.length}); shorten it or name the network`
+        : `Linux limits bridge names to ${MAX_NETWORK_NAME_LENGTH} characters, got ${bridge.length}`,
+    );
+  }
   if (props.externalIpv4 !== undefined) {
     problems.check(isIpv4(props.externalIpv4), "host.externalIpv4", `must be an IPv4 address, got ${JSON.stringify(props.externalIpv4)}`);
   }
@@ -208,8 +240,23 @@ function validateHostProps(props: HostProps, problems: Problems): void {
     if (props.ipv6.subnet !== undefined) {
       problems.check(HEXTET.test(props.ipv6.subnet), "host.ipv6.subnet", `must be one hextet such as "1", got ${JSON.stringify(props.ipv6.subnet)}`);
     }
-    if (props.ipv6.publicAddress !== undefined) {
-      problems.check(isIpv6(props.ipv6.publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address, got ${JSON.stringify(props.ipv6.publicAddress)}`);
+    const prefixUnusable = hextets.length === 4 && hextets.every((h) => HEXTET.test(h)) ? unusableIpv6Prefix(props.ipv6.prefix) : undefined;
+    if (prefixUnusable) problems.add("host.ipv6.prefix", `${props.ipv6.prefix}::/64 is in ${prefixUnusable}, which a container network cannot use; choose a unique local prefix such as fd10:10:10:1`);
+    const publicAddress = props.ipv6.publicAddress;
+    if (publicAddress !== undefined) {
+      problems.check(isIpv6(publicAddress), "host.ipv6.publicAddress", `must be an IPv6 address in lower case, got ${JSON.stringify(publicAddress)}`);
+      problems.check(
+        !isIpv6(publicAddress) || !(publicAddress === "::" || publicAddress.startsWith("ff")),
+        "host.ipv6.publicAddress",
+        `${publicAddress} is the unspecified or a multicast address, not a single host's address; give the host's own public address`,
+      );
+      const containerNet = `${props.ipv6.prefix}::${props.ipv6.subnet ?? "1"}:`;
+      if (isIpv6(publicAddress) && publicAddress.startsWith(containerNet) && publicAddress !== `${containerNet}1`) {
+        problems.add(
+          "host.ipv6.publicAddress",
+          `${publicAddress} is an address of the container network ${containerNet}0/112; the proxy devices listen on one of the host's own addresses`,
+        );
+      }
     }
   }
   if (props.dhcpRange) {
@@ -220,6 +267,14 @@ function validateHostProps(props: HostProps, problems: Problems): void {
       `must satisfy 2 <= first <= last <= 254, got ${first}-${last}`,
     );
   }
+  const consulPort = props.consul?.address !== undefined ? portOfAddress(props.consul.address) : undefined;
+  if (props.consul?.address !== undefined) {
+    problems.check(
+      consulPort !== undefined && isPort(consulPort),
+      "host.consul.address",
+      `must be host:port with a port that is ${PORT_RULE}, got ${JSON.stringify(props.consul.address)}`,
+    );
+  }
   if (props.consul?.dnsPort !== undefined) {
     problems.check(isPort(props.consul.dnsPort), "host.consul.dnsPort", `must be an integer from 1 to 65535, got ${props.consul.dnsPort}`);
   }
@@ -228,9 +283,9 @@ function validateHostProps(props: HostProps, problems: Problems): void {
   }
   if (props.lxd?.address !== undefined) {
     problems.check(
-      /^(unix:\/\/.*|https:\/\/[^/]+.*)$/.test(props.lxd.address),
+      LXD_ADDRESS_PATTERN.test(props.lxd.address),
       "host.lxd.address",
-      `must start with unix:// or https://, got ${JSON.stringify(props.lxd.address)}`,
+      `must be ${LXD_ADDRESS_RULE}, got ${JSON.stringify(props.lxd.address)}`,
     );
   }
 }

@@ -3,6 +3,7 @@
  * construct props is reported at once, each with the path of the offending field and
  * what would be valid.
  */
+import schema from "../schema/matrix-config.schema.json";
 
 /** One problem: where it is (a dotted path such as `matrix.domain`) and what is wrong. */
 export interface Problem {
@@ -16,9 +17,24 @@ export class ValidationError extends Error {
     readonly problems: readonly Problem[],
     heading = "invalid configuration",
   ) {
-    super(`${heading}:\n${problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n")}`);
+    super(`${heading}:\n${problems.map((p) => `  - ${capped(p.path, MAX_PATH_LENGTH)}: ${capped(p.message, MAX_MESSAGE_LENGTH)}`).join("\n")}`);
     this.name = "ValidationError";
   }
+}
+
+/** Longest problem line printed: a huge value in a file is never echoed in full. */
+const MAX_MESSAGE_LENGTH = 400;
+const MAX_PATH_LENGTH = 120;
+
+function capped(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}… (${text.length} characters)`;
+}
+
+/** A value as a message quotes it: JSON, cut after 60 characters. */
+export function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  const length = typeof value === "string" ? value.length : text.length;
+  return text.length <= 60 ? text : `${text.slice(0, 57)}…" (${length} characters)`;
 }
 
 /** Accumulates problems; `throwIfAny` raises one ValidationError naming them all. */
@@ -34,6 +50,11 @@ export class Problems {
     if (!ok) this.add(path, message);
   }
 
+  /** Records others' problems, renaming each path (e.g. a construct prop to the YAML field it came from). */
+  addAll(problems: readonly Problem[], rename: (path: string) => string = (p) => p): void {
+    for (const p of problems) this.add(rename(p.path), p.message);
+  }
+
   get list(): readonly Problem[] {
     return this.found;
   }
@@ -43,16 +64,16 @@ export class Problems {
   }
 }
 
-const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+// The configuration schema states these rules once; the constructs use the same patterns.
+const DOMAIN = new RegExp(schema.definitions.domain.pattern);
+const EMAIL = new RegExp(schema.definitions.email.pattern);
 
 /** A lower-case DNS name with at least two labels and no trailing dot. */
 export function isDomainName(value: string): boolean {
-  if (value.length > 253 || value.endsWith(".")) return false;
-  const labels = value.split(".");
-  return labels.length >= 2 && labels.every((l) => DNS_LABEL.test(l)) && !/^[0-9]+$/.test(labels[labels.length - 1]);
+  return typeof value === "string" && value.length <= 253 && DOMAIN.test(value);
 }
 
-export const DOMAIN_RULE = "a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)";
+export const DOMAIN_RULE: string = schema.definitions.domain.rule;
 
 /** A TCP/UDP port number. */
 export function isPort(value: number): boolean {
@@ -78,7 +99,9 @@ export function checkResourceName(problems: Problems, prop: string, value: strin
 /** Project ids prefix container names, which LXD limits to 63 characters. */
 export const PROJECT_ID_MAX_LENGTH = 15;
 
+/** An e-mail address such as admin@example.com (no display name, no spaces or line breaks). */
 export function isEmail(value: string): boolean {
-  const at = value.lastIndexOf("@");
-  return at > 0 && /^[A-Za-z0-9._%+-]+$/.test(value.slice(0, at)) && isDomainName(value.slice(at + 1).toLowerCase());
+  return typeof value === "string" && value.length <= 254 && EMAIL.test(value);
 }
+
+export const EMAIL_RULE: string = schema.definitions.email.rule;

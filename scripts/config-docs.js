@@ -13,12 +13,12 @@ const END = "<!-- config-reference:end -->";
 
 const resolve = (node) => {
   if (!node || !node.$ref) return node;
-  const target = node.$ref.replace(/^#\//, "").split("/").reduce((n, p) => n[p], schema);
-  return { ...target, ...node, description: node.description || target.description };
+  const target = resolve(node.$ref.replace(/^#\//, "").split("/").reduce((n, p) => n[p], schema));
+  return { ...target, ...node, $ref: undefined, description: node.description || target.description };
 };
 
 function typeOf(node) {
-  if (node.type === "array") return `list of ${node.items.type === "object" ? "objects" : node.items.type}`;
+  if (node.type === "array") return `list of ${resolve(node.items).type === "object" ? "objects" : resolve(node.items).type}`;
   return node.type || "object";
 }
 
@@ -28,12 +28,16 @@ function rows(node, prefix, required) {
     const child = resolve(raw);
     const name = `${prefix}${key}`;
     const rules = [];
-    if (child.pattern) rules.push(`pattern \`${child.pattern.replace(/\|/g, "\\|")}\``);
-    if (child.format) rules.push(`format ${child.format}`);
+    // The rule in words, never the raw pattern: every pattern and format states one.
+    if (child.pattern || child.format) {
+      if (!child.rule) throw new Error(`${name}: a pattern or format needs a "rule" stating it in words`);
+      rules.push(child.rule);
+    }
+    if (child.minLength !== undefined) rules.push("not empty");
     if (child.minimum !== undefined) rules.push(`≥ ${child.minimum}`);
-    if (child.exclusiveMinimum !== undefined) rules.push(`> ${child.exclusiveMinimum}`);
+    if (child.exclusiveMinimum !== undefined) rules.push(`above ${child.exclusiveMinimum}`);
     if (child.maximum !== undefined) rules.push(`≤ ${child.maximum}`);
-    if (child.maxLength !== undefined) rules.push(`≤ ${child.maxLength} characters`);
+    if (child.maxLength !== undefined) rules.push(`at most ${child.maxLength} characters`);
     const def = child.default !== undefined ? `\`${JSON.stringify(child.default)}\`` : (required.includes(key) ? "**required**" : "");
     out.push(`| \`${name}\` | ${typeOf(child)} | ${def} | ${(child.description || "").replace(/\|/g, "\\|")}${rules.length ? ` (${rules.join("; ")})` : ""} |`);
     if (child.type === "object" && child.properties) out.push(...rows(child, `${name}.`, child.required || []));

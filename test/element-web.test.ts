@@ -319,7 +319,7 @@ describe("ElementWeb", () => {
     expect(() => deploy({ version: "1.12.25" })).toThrow(/sha256: is required with version "1\.12\.25"/);
     expect(() => deploy({ sha256: OTHER_SHA })).toThrow(/version: is required with sha256/);
     expect(() => deploy({ version: "1.12.25; rm -rf /", sha256: OTHER_SHA })).toThrow(/version: must be a release version/);
-    expect(() => deploy({ downloadUrl: "http://mirror.example.com/element.tar.gz" })).toThrow(/downloadUrl: must be an https URL/);
+    expect(() => deploy({ downloadUrl: "http://mirror.example.com/element.tar.gz" })).toThrow(/downloadUrl: must be an https:\/\/ URL, or a file:\/\/\/ path/);
     expect(() => deploy({ domain: "Example.com" })).toThrow(/domain: must be a lower-case DNS name/);
   });
 });

@@ -116,6 +116,11 @@ describe("MatrixStandaloneStack from the example configuration", () => {
     expect(userData).not.toContain("random_password");
   });
 
+  test("hands coturn's secret to other projects on the host only as a sensitive output", () => {
+    const coturnSecret = Object.keys(json.resource.random_password).find((k) => k.startsWith("modules_coturn"));
+    expect(json.output.turn_shared_secret).toMatchObject({ sensitive: true, value: `\${random_password.${coturnSecret}.result}` });
+  });
+
   test("takes the admin password from a sensitive variable and checks its strength without printing it", () => {
     expect(json.variable.admin_password.sensitive).toBe(true);
     // A failing variable validation prints the value; a resource precondition does not.

@@ -151,6 +151,16 @@ describe("ServiceContainer", () => {
     );
   });
 
+  test("refuses a second proxy device on a public protocol and port, naming both (LXD would only fail at deploy)", () => {
+    const { stack, host } = hostStack();
+    const base = { host, firewall: [] };
+    new ServiceContainer(stack, "proxy", { ...base, name: "proxy", hostPart: 30, publicPorts: [{ protocol: "tcp", port: 443 }] });
+    new ServiceContainer(stack, "udp", { ...base, name: "udp", hostPart: 31, publicPorts: [{ protocol: "udp", port: 443 }] });
+    expect(
+      () => new ServiceContainer(stack, "turn", { ...base, name: "turn", hostPart: 32, publicPorts: [{ protocol: "udp", port: 3478 }, { protocol: "tcp", port: [440, 450] }] }),
+    ).toThrow(/publicPorts\[1\]: tcp 440-450 on the public address is already taken by test\/proxy \(tcp 443\)/);
+  });
+
   test("refuses addresses outside the usable static range", () => {
     const { stack, host } = hostStack();
     for (const hostPart of [0, 1, 100, 254, 255, 12.5]) {

@@ -283,7 +283,7 @@ describe("Synapse props", () => {
         version: "latest",
         turn: { domain: "turn", listeningPort: 5349, tlsListeningPort: 5349, sharedSecret: secret(stack, "t2") },
         roomComplexity: 0,
-        smtp: { host: "smtp.example.com", port: 70000 },
+        smtp: { host: "smtp.example.com", port: 70000, notifFrom: "Example <noreply@example.com>\r\nBcc: victim@example.org" },
       });
     const message = errorOf(attempt);
     expect(message).toMatch(/synapse: invalid Synapse props/);
@@ -297,6 +297,7 @@ describe("Synapse props", () => {
       /turn\.tlsListeningPort: must differ from turn\.listeningPort \(5349\)/,
       /roomComplexity: must be a number above 0/,
       /smtp\.port: must be an integer from 1 to 65535, got 70000/,
+      /smtp\.notifFrom: must be one line of text, .*without control characters/,
     ]) {
       expect(message).toMatch(problem);
     }

@@ -160,6 +160,10 @@ export class ServiceContainer extends Construct {
     });
     problems.throwIfAny(`${this.node.path}: invalid ServiceContainer props`);
     this.address = host.addresses.reserve(props.name, props.hostPart, props.hostPartProp);
+    (props.publicPorts ?? []).forEach((p, i) => {
+      const [first, last] = typeof p.port === "number" ? [p.port, p.port] : p.port;
+      host.publicPorts.reserve(this.node.path, p.protocol, first, last, `publicPorts[${i}]`);
+    });
     const prebuilt = props.image !== undefined;
     const secretPaths = secrets.map((f) => f.path);
 

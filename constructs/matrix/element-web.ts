@@ -40,7 +40,12 @@ export interface ElementWebProps extends ElementConfigOptions {
   readonly version?: string;
   /** SHA-256 of the release tarball; required with any version but the default. @default ELEMENT_RELEASE.sha256 */
   readonly sha256?: string;
-  /** @default the GitHub release asset of `version` (elementDownloadUrl) */
+  /**
+   * Where the stock image downloads the tarball at first boot: https, or a `file:///` path inside the
+   * container (offline hosts: e.g. a directory a disk device of one of the host's LXD profiles mounts).
+   * Unused with `image`.
+   * @default the GitHub release asset of `version` (elementDownloadUrl)
+   */
   readonly downloadUrl?: string;
   /**
    * Pre-built image with Element unpacked at /var/www/element and nginx installed; nothing is

@@ -7,7 +7,7 @@
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import { Host } from "../../lib/host";
-import type { RawConfig } from "../../lib/config";
+import { RawConfig, hostPropsFromConfig } from "../../lib/config";
 import { HostProviders } from "../core/host-providers";
 import { SharedModules, SharedModuleRefs } from "../modules/shared-modules";
 import { MatrixStandalone } from "./matrix-standalone";
@@ -31,28 +31,7 @@ export interface MatrixStandaloneStackProps {
 
 /** Converts the file's host section to a Host. */
 export function hostFromConfig(config: RawConfig): Host {
-  const h = config.host;
-  return new Host({
-    hostId: h.id,
-    ipv4NetworkPart: h.ipv4_network_part,
-    ipv6: h.ipv6_prefix ? { prefix: h.ipv6_prefix, subnet: h.ipv6_subnet, publicAddress: h.public_ipv6 } : undefined,
-    publicIpv4: h.public_ipv4,
-    externalIpv4: h.external_ipv4,
-    networkName: h.network_name,
-    lxd: h.lxd && {
-      provider: h.lxd.provider,
-      address: h.lxd.address,
-      remoteName: h.lxd.remote_name,
-      clientCertificateFile: h.lxd.client_certificate_file,
-      clientKeyFile: h.lxd.client_key_file,
-      project: h.lxd.project,
-      storagePool: h.lxd.storage_pool,
-      profiles: h.lxd.profiles,
-      target: h.lxd.target,
-      imageServer: h.lxd.image_server,
-    },
-    consul: h.consul && { address: h.consul.address, datacenter: h.consul.datacenter, dnsDomain: h.consul.dns_domain },
-  });
+  return new Host(hostPropsFromConfig(config));
 }
 
 export class MatrixStandaloneStack extends TerraformStack {

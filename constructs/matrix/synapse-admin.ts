@@ -38,7 +38,12 @@ export interface SynapseAdminProps {
   readonly version?: string;
   /** SHA-256 of the release tarball; required with any version but the default. @default SYNAPSE_ADMIN_RELEASE.sha256 */
   readonly sha256?: string;
-  /** @default the GitHub release asset of `version` (synapseAdminDownloadUrl) */
+  /**
+   * Where the stock image downloads the tarball at first boot: https, or a `file:///` path inside the
+   * container (offline hosts: e.g. a directory a disk device of one of the host's LXD profiles mounts).
+   * Unused with `image`.
+   * @default the GitHub release asset of `version` (synapseAdminDownloadUrl)
+   */
   readonly downloadUrl?: string;
   /** CIDRs (or addresses) allowed to reach the UI on port 80. @default the host network (host.networkCidrs) */
   readonly adminNetworks?: readonly string[];

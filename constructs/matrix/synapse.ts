@@ -11,7 +11,8 @@ import { Construct } from "constructs";
 import { Fn, Op, Token } from "cdktf";
 import { Password } from "@cdktf/provider-random/lib/password";
 import type { Host } from "../../lib/host";
-import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, isEmail, isPort, isResourceName } from "../../lib/problems";
+import { DOMAIN_RULE, PORT_RULE, Problems, isDomainName, EMAIL_RULE, isEmail, isPort, isResourceName, quote } from "../../lib/problems";
+import { LOCALPART_RULE, SINGLE_LINE_RULE, SYNAPSE_VERSION_PATTERN, isMatrixLocalpart, isSingleLine } from "../../lib/rules";
 import {
   DatabaseConnection,
   SmtpOptions,
@@ -101,10 +102,8 @@ export interface SynapseProps {
   readonly adminNetworks?: readonly string[];
 }
 
-const ADMIN_USER = /^[a-z0-9._=\-/+]+$/;
 const SECRET_RULE =
   "must be a Terraform token such as a generated password or a sensitive TerraformVariable's value (set with TF_VAR_<name>); a literal would be written into cdktf.out";
-const VERSION = /^\d+\.\d+\.\d+$/;
 
 export class Synapse extends Construct {
   readonly container: ServiceContainer;
@@ -232,13 +231,13 @@ function validate(props: SynapseProps, path: string): void {
   }
   problems.check(isDomainName(props.domain ?? ""), "domain", `must be ${DOMAIN_RULE}, got ${JSON.stringify(props.domain)}`);
   problems.check(
-    ADMIN_USER.test(props.adminUser ?? "") && (props.adminUser ?? "").length <= 64,
+    isMatrixLocalpart(props.adminUser ?? ""),
     "adminUser",
-    `must be a Matrix user name of 1-64 characters from a-z, 0-9 and ._=-/+, got ${JSON.stringify(props.adminUser)}`,
+    `must be a Matrix user name: ${LOCALPART_RULE}, got ${JSON.stringify(props.adminUser)}`,
   );
-  problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be an e-mail address such as admin@example.com, got ${JSON.stringify(props.adminEmail)}`);
+  problems.check(isEmail(props.adminEmail ?? ""), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
   if (props.version !== undefined) {
-    problems.check(VERSION.test(props.version), "version", `must be a Synapse release such as ${SYNAPSE_VERSION}, got ${JSON.stringify(props.version)}`);
+    problems.check(SYNAPSE_VERSION_PATTERN.test(props.version), "version", `must be a Synapse release such as ${SYNAPSE_VERSION}, got ${JSON.stringify(props.version)}`);
   }
   const db = props.database;
   if (literal(db.port)) problems.check(isPort(db.port), "database.port", `must be ${PORT_RULE}, got ${db.port}`);
@@ -266,6 +265,10 @@ function validate(props: SynapseProps, path: string): void {
     if (literal(smtp.host)) problems.check((smtp.host ?? "") !== "", "smtp.host", "must be the mail server's host name or address");
     problems.check(isPort(smtp.port), "smtp.port", `must be ${PORT_RULE}, got ${smtp.port}`);
     problems.check(smtp.password === undefined || smtp.user !== undefined, "smtp.user", "is required when smtp.password is set");
+    // They end up in SMTP commands and mail headers: a line break would inject more.
+    for (const [at, value] of [["smtp.host", smtp.host], ["smtp.user", smtp.user], ["smtp.notifFrom", smtp.notifFrom]] as const) {
+      if (value !== undefined && literal(value)) problems.check(isSingleLine(value), at, `must be ${SINGLE_LINE_RULE}, got ${quote(value)}`);
+    }
   }
   if (props.roomComplexity !== undefined) {
     problems.check(

@@ -5,7 +5,7 @@
 import { Construct } from "constructs";
 import { KvEntries } from "../core/kv-entries";
 import { kvPaths } from "../../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../../lib/problems";
+import { DOMAIN_RULE, Problems, isDomainName, EMAIL_RULE, isEmail } from "../../lib/problems";
 
 export interface CertificateDomainsProps {
   readonly domains: readonly string[];
@@ -20,7 +20,7 @@ export class CertificateDomains extends Construct {
     super(scope, id);
     const problems = new Problems();
     props.domains.forEach((d, i) => problems.check(isDomainName(d), `domains[${i}]`, `must be ${DOMAIN_RULE}, got ${JSON.stringify(d)}`));
-    problems.check(isEmail(props.adminEmail), "adminEmail", `must be an e-mail address such as admin@example.com, got ${JSON.stringify(props.adminEmail)}`);
+    problems.check(isEmail(props.adminEmail), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
     problems.throwIfAny(`${this.node.path}: invalid CertificateDomains props`);
     this.domains = [...new Set(props.domains)];
     new KvEntries(this, "kv", Object.fromEntries(this.domains.map((d) => [kvPaths.certificateDomain(d), props.adminEmail])));

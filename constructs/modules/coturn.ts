@@ -14,7 +14,8 @@ import { KvEntries } from "../core/kv-entries";
 import type { Host } from "../../lib/host";
 import type { StaticAddress } from "../../lib/address-plan";
 import { kvPaths } from "../../lib/kv";
-import { PORT_RULE, Problems, isPort, isResourceName } from "../../lib/problems";
+import { Problems, isResourceName } from "../../lib/problems";
+import { MAX_RELAY_PORTS, TURN_DEFAULT_PORTS, TurnPorts, checkTurnPorts } from "../../lib/rules";
 import { COTURN_RENDERED_PATH, COTURN_SECRET_PATH, coturnCommands, coturnFiles, renderStaticAuthSecret, renderTurnserverTemplate } from "../../lib/render/turnserver";
 import { SHARED_CERT_DIR } from "../../lib/render/certbot";
 import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
@@ -22,8 +23,7 @@ import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload
 /** ryo's address for the coturn module. */
 export const COTURN_DEFAULT_HOST_PART = 15;
 export const COTURN_DEFAULT_NAME = "coturn";
-/** Largest relay range accepted: each relayed call needs about two ports. */
-export const MAX_RELAY_PORTS = 16384;
+export { MAX_RELAY_PORTS };
 
 /** What Synapse needs to hand out TURN credentials. `sharedSecret` is a Terraform token. */
 export interface TurnServerRef {
@@ -93,11 +93,11 @@ export class Coturn extends Construct implements TurnServerRef {
     super(scope, id);
     const { host } = props;
     const name = props.name ?? COTURN_DEFAULT_NAME;
-    const ports = {
-      listeningPort: props.listeningPort ?? 3478,
-      tlsListeningPort: props.tlsListeningPort ?? 5349,
-      minPort: props.minPort ?? 50000,
-      maxPort: props.maxPort ?? 51000,
+    const ports: TurnPorts = {
+      listeningPort: props.listeningPort ?? TURN_DEFAULT_PORTS.listeningPort,
+      tlsListeningPort: props.tlsListeningPort ?? TURN_DEFAULT_PORTS.tlsListeningPort,
+      minPort: props.minPort ?? TURN_DEFAULT_PORTS.minPort,
+      maxPort: props.maxPort ?? TURN_DEFAULT_PORTS.maxPort,
     };
     validate(props, name, ports, this.node.path);
 
@@ -176,30 +176,10 @@ export class Coturn extends Construct implements TurnServerRef {
   }
 }
 
-function validate(props: CoturnProps, name: string, ports: Record<"listeningPort" | "tlsListeningPort" | "minPort" | "maxPort", number>, path: string): void {
+function validate(props: CoturnProps, name: string, ports: TurnPorts, path: string): void {
   const problems = new Problems();
   problems.check(isResourceName(name, 63), "name", `must be lower-case letters, digits and dashes, starting with a letter, at most 63 characters, got ${JSON.stringify(name)}`);
-  for (const [prop, value] of Object.entries(ports)) {
-    problems.check(isPort(value), prop, `must be ${PORT_RULE}, got ${value}`);
-  }
-  const { listeningPort, tlsListeningPort, minPort, maxPort } = ports;
-  problems.check(listeningPort !== tlsListeningPort, "tlsListeningPort", `must differ from listeningPort (both are ${listeningPort})`);
-  if (isPort(minPort) && isPort(maxPort)) {
-    if (minPort >= maxPort) {
-      problems.add("minPort", `must be less than maxPort (the relay range is minPort-maxPort), got minPort ${minPort} and maxPort ${maxPort}`);
-    } else {
-      problems.check(minPort >= 1024, "minPort", `relay ports must be unprivileged: minPort must be at least 1024, got ${minPort}`);
-      problems.check(
-        maxPort - minPort + 1 <= MAX_RELAY_PORTS,
-        "maxPort",
-        `the relay range minPort-maxPort may span at most ${MAX_RELAY_PORTS} ports, got ${minPort}-${maxPort} (${maxPort - minPort + 1})`,
-      );
-      for (const prop of ["listeningPort", "tlsListeningPort"] as const) {
-        const port = ports[prop];
-        problems.check(port < minPort || port > maxPort, prop, `must lie outside the relay range minPort-maxPort (${minPort}-${maxPort}), got ${port}`);
-      }
-    }
-  }
+  checkTurnPorts(ports, problems);
   problems.check(props.certificates?.sharedCertsVolume !== undefined && props.certificates.sharedCertsVolume !== "", "certificates", "must name the ingress proxy's shared certificate volume (sharedCertsVolume)");
   for (const prop of ["userQuota", "totalQuota"] as const) {
     const value = props[prop];

@@ -13,6 +13,7 @@ import type { ITerraformDependable } from "cdktf";
 import type { Host } from "../../lib/host";
 import type { StaticAddress } from "../../lib/address-plan";
 import { Problems, isResourceName } from "../../lib/problems";
+import { INGRESS_PUBLIC_PORTS } from "../../lib/rules";
 import type { FirewallRule } from "../../lib/render/nftables";
 import {
   CONSUL_TEMPLATE_PACKAGES,
@@ -176,8 +177,8 @@ export class IngressProxy extends Construct implements IngressProxyRef {
         { name: "shared-certs", path: SHARED_CERT_DIR },
       ],
       publicPorts: [
-        { protocol: "tcp", port: 80 },
-        { protocol: "tcp", port: 443 },
+        { protocol: "tcp", port: INGRESS_PUBLIC_PORTS.http },
+        { protocol: "tcp", port: INGRESS_PUBLIC_PORTS.https },
       ],
       service: { name, port: 443, tags: ["ingress"] },
       protectData: props.protectData,

@@ -49,6 +49,7 @@ export class IngressTcpListener extends Construct {
     this.service = props.service;
 
     const { host, address, containerName } = props.ingress;
+    host.publicPorts.reserve(this.node.path, "tcp", props.port, props.port, "port");
     const dependsOn = props.ingress.instance ? [props.ingress.instance] : undefined;
     const listeners = [{ family: "v4", listen: host.publicIpv4, connect: address.ipv4 }];
     if (host.publicIpv6 && address.ipv6) listeners.push({ family: "v6", listen: `[${host.publicIpv6}]`, connect: `[${address.ipv6}]` });

@@ -10,7 +10,7 @@ import { TerraformStack } from "cdktf";
 import { KvEntries } from "../core/kv-entries";
 import { CertificateDomains } from "./certificate-domains";
 import { kvPaths } from "../../lib/kv";
-import { DOMAIN_RULE, Problems, isDomainName, isEmail } from "../../lib/problems";
+import { DOMAIN_RULE, Problems, isDomainName, EMAIL_RULE, isEmail } from "../../lib/problems";
 
 export interface TurnDomainProps {
   /** The TURN server's DNS name, e.g. `turn.example.com`; it must resolve to the host's public address. */
@@ -26,7 +26,7 @@ export class TurnDomain extends Construct {
     super(scope, id);
     const problems = new Problems();
     problems.check(isDomainName(props.domain), "domain", `must be ${DOMAIN_RULE}, got ${JSON.stringify(props.domain)}`);
-    problems.check(isEmail(props.adminEmail), "adminEmail", `must be an e-mail address such as admin@example.com, got ${JSON.stringify(props.adminEmail)}`);
+    problems.check(isEmail(props.adminEmail), "adminEmail", `must be ${EMAIL_RULE}, got ${JSON.stringify(props.adminEmail)}`);
     problems.throwIfAny(`${this.node.path}: invalid TurnDomain props`);
     this.domain = props.domain;
 

@@ -7,6 +7,7 @@
 import type { Problems } from "../problems";
 import type { CloudInitFile } from "./cloud-init";
 import { shellQuote } from "./shell";
+import { RELEASE_URL_PATTERN, RELEASE_URL_RULE, RELEASE_VERSION_PATTERN } from "../rules";
 
 /**
  * The Content-Security-Policy every static site gets unless told otherwise: the app may only be
@@ -108,7 +109,7 @@ export function renderStaticSite(options: StaticSiteOptions): string {
 }
 
 export interface PinnedDownloadOptions {
-  /** Where the release tarball comes from (https on real hosts; tests use file://). */
+  /** Where the release tarball comes from: https, or a file:/// path inside the container (offline hosts). */
   readonly url: string;
   /** Lower-case hex SHA-256 of the tarball; nothing is unpacked unless it matches. */
   readonly sha256: string;
@@ -132,7 +133,7 @@ export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 export function renderPinnedDownload(options: PinnedDownloadOptions): string[] {
   const strip = options.stripComponents ?? 1;
   if (!SHA256_PATTERN.test(options.sha256)) throw new Error(`sha256 must be 64 lower-case hex digits, got ${JSON.stringify(options.sha256)}`);
-  if (!/^(https|file):\/\/\S+$/.test(options.url)) throw new Error(`url must be an https:// (or file://) URL, got ${JSON.stringify(options.url)}`);
+  if (!RELEASE_URL_PATTERN.test(options.url)) throw new Error(`url must be ${RELEASE_URL_RULE}, got ${JSON.stringify(options.url)}`);
   for (const [what, path] of [["destination", options.destination], ["link", options.link]] as const) {
     if (path !== undefined && (!ABSOLUTE_PATH.test(path) || path.split("/").includes(".."))) {
       throw new Error(`${what} must be an absolute path without "..", got ${JSON.stringify(path)}`);
@@ -166,8 +167,8 @@ export interface PinnedReleaseProps {
   readonly downloadUrl?: string;
 }
 
-/** A release version: digits first, then letters, digits and `.+-` (it ends up in paths and URLs). */
-export const VERSION_PATTERN = /^[0-9][0-9A-Za-z.+-]{0,63}$/;
+/** A release version: digits first, then letters, digits, dots and dashes (it ends up in paths and URLs). */
+export const VERSION_PATTERN = RELEASE_VERSION_PATTERN;
 
 /**
  * Checks a construct's `version`/`sha256`/`downloadUrl` props. A version other than the default
@@ -188,7 +189,7 @@ export function validatePinnedRelease(props: PinnedReleaseProps, defaultVersion:
     problems.add("version", "is required with sha256: pin the version the checksum belongs to");
   }
   if (props.downloadUrl !== undefined) {
-    problems.check(/^https:\/\/[^\s'"]+$/.test(props.downloadUrl), "downloadUrl", `must be an https URL of the release tarball, got ${JSON.stringify(props.downloadUrl)}`);
+    problems.check(RELEASE_URL_PATTERN.test(props.downloadUrl), "downloadUrl", `must be ${RELEASE_URL_RULE} (the release tarball), got ${JSON.stringify(props.downloadUrl)}`);
   }
 }
 
