@@ -112,3 +112,14 @@ describe.each([3, 1] as const)("the secrets of the example stack with LXD provid
     expect(instances.filter((i) => i.image === SYNAPSE_IMAGE).map((i) => i.name)).toEqual(["ryo-matrix-synapse"]);
   });
 });
+
+test("a project that registers with another stack's modules gets coturn's secret as a variable, only in Synapse's pushed fragment", () => {
+  const text = fs.readFileSync(EXAMPLE_CONFIG, "utf8").replace("modules:\n  deploy: true", "modules:\n  deploy: false");
+  const json = JSON.parse(Testing.synth(new MatrixStandaloneStack(Testing.app(), "second", { config: parseConfig(text, "example.yaml with modules.deploy: false", {}) })));
+  expect(json.variable.turn_shared_secret.sensitive).toBe(true);
+  const holders = strings(json.resource).filter((s) => s.text.includes("var.turn_shared_secret"));
+  expect(holders.map((h) => `${h.path[0]}.${h.path.slice(2).join(".")}`).filter((h) => !h.startsWith("terraform_data."))).toEqual(["lxd_instance_file.content"]);
+  const [file] = Object.values(json.resource.lxd_instance_file).filter((f: any) => f.content.includes("var.turn_shared_secret")) as any[];
+  expect(file).toMatchObject({ target_path: SYNAPSE_PATHS.secretsConfig, mode: "0600", uid: 0, gid: 0 });
+  expect(file.content).toContain("turn_shared_secret: ${jsonencode(var.turn_shared_secret)}");
+});
