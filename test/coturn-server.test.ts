@@ -11,7 +11,17 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as tls from "node:tls";
-import { COTURN_CONFIG_PATH, DENIED_PEER_NETWORKS, parseCidr, renderCoturnPrepareScript, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
+import {
+  COTURN_CONFIG_PATH,
+  COTURN_RENDERED_PATH,
+  COTURN_SECRET_PATH,
+  DENIED_PEER_NETWORKS,
+  parseCidr,
+  renderCoturnPrepareScript,
+  renderStaticAuthSecret,
+  renderTurnserverTemplate,
+  TurnserverOptions,
+} from "../lib/render/turnserver";
 import { renderFallbackCertScript } from "../lib/render/certbot";
 import { kvPaths } from "../lib/kv";
 import { ConsulDevAgent, freeLoopbackPorts } from "./support/consul-template-render";
@@ -21,16 +31,20 @@ import { TurnClient, TurnAnswer, restCredentials } from "./support/turn-client";
 const TURNSERVER_BIN = "/usr/bin/turnserver";
 const SECRET = "coturn-test-shared-secret";
 const HOST_NETWORKS = ["10.10.1.0/24", "fd10:10:10:1::1:0/112"];
+// The host's public addresses: ordinary Internet addresses, which only this denial keeps out.
+// (Permission requests only: nothing is ever sent to them.)
+const EXTERNAL_IPV4 = "5.6.7.9";
+const HOST_ADDRESSES = ["5.6.7.8", "2a01:4f8:1:2::3"];
 // Paths of the rendered files that move into the temporary root.
 const MOVED = ["/etc/coturn", "/run", "/var/certs", "/etc/haproxy/ssl"];
 
 const [listeningPort, tlsListeningPort] = freeLoopbackPorts(2);
 const minPort = 40000 + (process.pid % 200) * 100;
 const OPTIONS: TurnserverOptions = {
-  staticAuthSecret: SECRET,
   ipv4: "127.0.0.1",
   ipv6: "::1",
-  externalIpv4: "203.0.113.10",
+  externalIpv4: EXTERNAL_IPV4,
+  hostAddresses: HOST_ADDRESSES,
   defaults: { listeningPort: 3478, tlsListeningPort: 5349, minPort: 50000, maxPort: 51000 },
   deniedNetworks: HOST_NETWORKS,
 };
@@ -132,10 +146,14 @@ beforeAll(() => {
 }, 60_000);
 afterAll(() => agent?.stop());
 
-/** Renders the template for `kv` (ports always from PORTS_KV) into the sandbox and runs `coturn-prepare start`. */
-function prepare(sandbox: Sandbox, kv: Record<string, string> = {}): string {
-  const conf = agent.render(renderTurnserverTemplate(OPTIONS), { ...PORTS_KV, ...kv });
-  fs.writeFileSync(sandbox.at(COTURN_CONFIG_PATH), sandbox.move(conf));
+/**
+ * Renders the template for `kv` (ports always from PORTS_KV) into the sandbox, puts the secret
+ * line where Terraform pushes it, and runs `coturn-prepare start`.
+ */
+function prepare(sandbox: Sandbox, kv: Record<string, string> = {}, options: TurnserverOptions = OPTIONS): string {
+  const conf = agent.render(renderTurnserverTemplate(options), { ...PORTS_KV, ...kv });
+  fs.writeFileSync(sandbox.at(COTURN_RENDERED_PATH), sandbox.move(conf));
+  fs.writeFileSync(sandbox.at(COTURN_SECRET_PATH), renderStaticAuthSecret(SECRET), { mode: 0o600 });
   sandbox.run(renderCoturnPrepareScript(), ["start"]);
   return conf;
 }
@@ -173,6 +191,30 @@ describe("a real turnserver with the rendered configuration", () => {
     const { username } = restCredentials(SECRET);
     const answer = await client.allocate(username, restCredentials("another-secret").password);
     expect(answer).toMatchObject({ ok: false, code: 401 });
+  });
+
+  test("reads the secret coturn-prepare appended: the configuration it runs with is root's and its group's only", () => {
+    expect(fs.readFileSync(sandbox.at(COTURN_RENDERED_PATH), "utf8")).not.toContain(SECRET);
+    expect(fs.readFileSync(sandbox.at(COTURN_CONFIG_PATH), "utf8")).toContain(`\nstatic-auth-secret=${SECRET}\n`);
+    expect(fs.statSync(sandbox.at(COTURN_CONFIG_PATH)).mode & 0o777).toBe(0o640);
+    expect(sandbox.calls()).toContain(`chown root:turnserver ${sandbox.at(COTURN_CONFIG_PATH)}.new`);
+  });
+
+  test("refuses the host's own public addresses as peers, and permits their neighbours", async () => {
+    const v4 = await allocation("ipv4");
+    const v6 = await allocation("ipv6");
+    const answers: Record<string, TurnAnswer> = {};
+    for (const peer of [EXTERNAL_IPV4, "5.6.7.8", "5.6.7.7", "5.6.7.10"]) answers[peer] = await v4.createPermission(peer);
+    for (const peer of ["2a01:4f8:1:2::3", "2a01:4f8:1:2::2", "2a01:4f8:1:2::4"]) answers[peer] = await v6.createPermission(peer);
+    expect(answers).toEqual({
+      [EXTERNAL_IPV4]: expect.objectContaining({ ok: false, code: 403 }),
+      "5.6.7.8": expect.objectContaining({ ok: false, code: 403 }),
+      "2a01:4f8:1:2::3": expect.objectContaining({ ok: false, code: 403 }),
+      "5.6.7.7": { ok: true },
+      "5.6.7.10": { ok: true },
+      "2a01:4f8:1:2::2": { ok: true },
+      "2a01:4f8:1:2::4": { ok: true },
+    });
   });
 
   test("permits public IPv4 and IPv6 peers", async () => {
@@ -240,6 +282,21 @@ describe("coturn's TLS certificate", () => {
       await server.stop();
     }
   }, 60_000);
+
+  test("coturn-prepare refuses to start coturn without the secret line, or with more than that line", () => {
+    const conf = agent.render(renderTurnserverTemplate(OPTIONS), PORTS_KV);
+    fs.writeFileSync(sandbox.at(COTURN_RENDERED_PATH), sandbox.move(conf));
+    const start = () => sandbox.run(renderCoturnPrepareScript(), ["start"]);
+    expect(start).toThrow(/static-auth-secret\.conf is missing or not one static-auth-secret line: Terraform pushes it/);
+    fs.writeFileSync(sandbox.at(COTURN_SECRET_PATH), `${renderStaticAuthSecret(SECRET)}no-auth\n`);
+    expect(start).toThrow(/not one static-auth-secret line/);
+    fs.writeFileSync(sandbox.at(COTURN_SECRET_PATH), "static-auth-secret=\n");
+    expect(start).toThrow(/not one static-auth-secret line/);
+    expect(fs.existsSync(sandbox.at(COTURN_CONFIG_PATH))).toBe(false);
+    fs.writeFileSync(sandbox.at(COTURN_SECRET_PATH), renderStaticAuthSecret(SECRET));
+    start();
+    expect(fs.readFileSync(sandbox.at(COTURN_CONFIG_PATH), "utf8")).toContain(`static-auth-secret=${SECRET}\n`);
+  });
 
   test("a domain key without its chain (half-written) keeps the fallback", () => {
     prepare(sandbox, { [kvPaths.coturnDomain]: "turn.example.com" });

@@ -4,8 +4,17 @@ import { Testing } from "cdktf";
 import { Coturn, CoturnProps, turnUris } from "../constructs/modules/coturn";
 import { TurnDomain } from "../constructs/modules/turn-domain";
 import { CertificateDomains } from "../constructs/modules/certificate-domains";
-import { DENIED_PEER_NETWORKS, coturnPeerRanges, peerRange, renderTurnserverTemplate, TurnserverOptions } from "../lib/render/turnserver";
-import { firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
+import {
+  COTURN_RENDERED_PATH,
+  COTURN_SECRET_PATH,
+  DENIED_PEER_NETWORKS,
+  coturnPeerRanges,
+  peerRange,
+  renderStaticAuthSecret,
+  renderTurnserverTemplate,
+  TurnserverOptions,
+} from "../lib/render/turnserver";
+import { DUAL_STACK_HOST, firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 import { ConsulDevAgent } from "./support/consul-template-render";
 
@@ -13,7 +22,6 @@ const SAMPLE_SECRET = "sample-secret-for-tests";
 const CERTS = { sharedCertsVolume: "ingress-proxy-shared-certs" };
 
 const templateOptions: TurnserverOptions = {
-  staticAuthSecret: SAMPLE_SECRET,
   ipv4: "10.10.1.15",
   ipv6: "fd10:10:10:1::1:15",
   externalIpv4: "203.0.113.10",
@@ -67,8 +75,9 @@ describe("coturnPeerRanges", () => {
 describe("renderTurnserverTemplate", () => {
   const template = renderTurnserverTemplate(templateOptions);
 
-  test("authenticates with the shared secret, relays UDP only, and keeps the CLI off", () => {
-    for (const line of ["use-auth-secret", `static-auth-secret=${SAMPLE_SECRET}`, "no-tcp-relay", "no-multicast-peers", "no-cli", "fingerprint", "no-tlsv1", "no-tlsv1_1"]) {
+  test("authenticates with a shared secret it does not hold itself, relays UDP only, and keeps the CLI off", () => {
+    expect(template).not.toMatch(/^static-auth-secret/m);
+    for (const line of ["use-auth-secret", "no-tcp-relay", "no-multicast-peers", "no-cli", "fingerprint", "no-tlsv1", "no-tlsv1_1"]) {
       expect(template.split("\n")).toContain(line);
     }
     expect(template).not.toMatch(/^(verbose|Verbose|log-file=\/)/m);
@@ -112,8 +121,11 @@ describe("renderTurnserverTemplate", () => {
     // family: those CIDRs come without their first address (which coturn refuses itself).
     expect(denied.filter((r) => /^(0\.0\.0\.0|::)(-|$)/.test(r))).toEqual([]);
     expect(denied).toEqual(expect.arrayContaining(["0.0.0.1-0.0.0.255", "0.0.1.0-0.0.255.255", "0.1.0.0-0.255.255.255", "::1-::ff", "::100-::ffff", "::1:0-::ff:ffff", "::100:0-::ffff:ffff"]));
-    // One line per range, plus the two host networks; 0.0.0.0/8 and ::/96 become 3 and 4 lines, ::/128 none.
-    expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2 + 2 + 3 - 1);
+    // The host's own external addresses, one by one (here inside denied ranges anyway).
+    expect(denied).toEqual(expect.arrayContaining(["203.0.113.10", "2001:db8::10"]));
+    // One line per range, plus the two host networks and the two external addresses; 0.0.0.0/8
+    // and ::/96 become 3 and 4 lines, ::/128 none.
+    expect(denied).toHaveLength(DENIED_PEER_NETWORKS.length + 2 + 2 + 2 + 3 - 1);
     // coturn allows the private part of each external-ip itself (relay to relay); nothing else.
     expect(template).not.toContain("allowed-peer-ip");
   });
@@ -124,8 +136,17 @@ describe("renderTurnserverTemplate", () => {
     expect(v4).toContain("external-ip=203.0.113.10/10.10.1.15\n");
   });
 
-  test("refuses a secret that would break the file", () => {
-    expect(() => renderTurnserverTemplate({ ...templateOptions, staticAuthSecret: "a\nno-auth" })).toThrow(/single line/);
+  test("denies the host's public addresses as peers, each exactly, once, also where they are public", () => {
+    const options = { ...templateOptions, externalIpv4: "198.18.0.0", hostAddresses: ["5.6.7.8", "2a01:4f8:1:2::3", "5.6.7.8"] };
+    const denied = renderTurnserverTemplate({ ...options, externalIpv4: "5.6.7.9" })
+      .split("\n")
+      .filter((l) => l.startsWith("denied-peer-ip="));
+    expect(denied.filter((l) => /=(5\.6\.7\.|2a01:4f8:)/.test(l))).toEqual(["denied-peer-ip=5.6.7.9", "denied-peer-ip=5.6.7.8", "denied-peer-ip=2a01:4f8:1:2::3"]);
+  });
+
+  test("the secret line: one line, or refused", () => {
+    expect(renderStaticAuthSecret(SAMPLE_SECRET)).toBe(`static-auth-secret=${SAMPLE_SECRET}\n`);
+    expect(() => renderStaticAuthSecret("a\nno-auth")).toThrow(/single line/);
   });
 
   describe("rendered by the real consul-template", () => {
@@ -182,6 +203,12 @@ describe("Coturn", () => {
     expect(open).toEqual(["udp dport { 3478, 5349 } accept", "tcp dport { 3478, 5349 } accept", "udp dport { 50000-51000 } accept"]);
   });
 
+  test("denies the host's public IPv4, its external IPv4 and its public IPv6 as peers", () => {
+    const { coturn } = deploy({}, { ...DUAL_STACK_HOST, publicIpv4: "5.6.7.8", externalIpv4: "5.6.7.9", ipv6: { ...DUAL_STACK_HOST.ipv6!, publicAddress: "2a01:4f8:1:2::3" } });
+    const template = fileAt(userDataOf(coturn), "/etc/consul-template/templates/turnserver.conf.ctmpl");
+    for (const address of ["5.6.7.8", "5.6.7.9", "2a01:4f8:1:2::3"]) expect(template.split("\n")).toContain(`denied-peer-ip=${address}`);
+  });
+
   test("forwards 3478 and 5349 (UDP and TCP) and the UDP relay range on IPv4 and IPv6", () => {
     const { json } = deploy();
     const proxies = Object.fromEntries(instanceOf(json()).device.filter((d: any) => d.type === "proxy").map((d: any) => [d.name, d.properties]));
@@ -222,20 +249,29 @@ describe("Coturn", () => {
     expect(passwords).toHaveLength(1);
     expect(passwords[0][1]).toMatchObject({ length: 32, special: false });
     const reference = `\${random_password.${passwords[0][0]}.result}`;
+    // Pushed root-only by the LXD API, and replaced with a replaced container.
+    const files = Object.values(synthesized.resource.lxd_instance_file) as any[];
+    expect(files).toEqual([
+      expect.objectContaining({ instance: "coturn", target_path: COTURN_SECRET_PATH, content: `static-auth-secret=${reference}\n`, mode: "0600", uid: 0, gid: 0 }),
+    ]);
+    expect(files[0].lifecycle.replace_triggered_by).toEqual([expect.stringMatching(/^terraform_data\./)]);
+    // Never in the user-data, which every user in the container can read; no template sequence
+    // there at all (Terraform would interpolate it at apply).
     const userData: string = instanceOf(synthesized).config["cloud-init.user-data"];
-    expect(userData).toContain(`static-auth-secret=${reference}`);
-    // No other template sequence in the user-data: Terraform would interpolate it at apply.
-    expect(userData.replace(reference, "")).not.toMatch(/[$%]\{/);
+    expect(userData).not.toContain("random_password");
+    expect(userData).not.toMatch(/[$%]\{/);
     expect(coturn.sharedSecret).toMatch(/^\$\{TfToken\[/);
-    // The template file, holding the secret, is root's only.
-    const templateFile = userDataOf(coturn).write_files.find((f: any) => f.path.endsWith("turnserver.conf.ctmpl"));
-    expect(templateFile.permissions).toBe("0600");
+    // consul-template starts (and with it coturn) only once the secret has arrived.
+    const runcmd: string[] = userDataOf(coturn).runcmd;
+    const wait = runcmd.findIndex((c) => c.includes(COTURN_SECRET_PATH));
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThan(runcmd.findIndex((c) => /consul-template/.test(c) && /start|enable/.test(c)));
   });
 
   test("coturn runs only with the rendered config, can read the shared keys, and restarts when the certificate changes", () => {
     const doc = userDataOf(deploy().coturn);
     const dropIn = fileAt(doc, "/etc/systemd/system/coturn.service.d/matrix-lxd.conf");
-    expect(dropIn).toContain("ConditionPathExists=/etc/coturn/turnserver.conf");
+    expect(dropIn).toContain(`ConditionPathExists=${COTURN_RENDERED_PATH}`);
     expect(dropIn).toContain("SupplementaryGroups=shared-certs");
     expect(dropIn).toContain("ExecStart=\nExecStart=/usr/bin/turnserver -c /etc/coturn/turnserver.conf");
     expect(fileAt(doc, "/etc/systemd/system/coturn-certificate-refresh.timer")).toContain("OnCalendar=*:0/10");

@@ -99,7 +99,7 @@ describe("MatrixStandaloneStack from the example configuration", () => {
     expect(keys[`${db}/template`]).toBe("template0");
   });
 
-  test("gives Synapse turn: and turns: URIs and coturn's secret as a reference", () => {
+  test("gives Synapse turn: and turns: URIs and coturn's secret as a reference in its pushed secrets", () => {
     const synapse = instances(json).find((i) => i.name === "ryo-matrix-synapse");
     const userData: string = synapse.config["cloud-init.user-data"];
     for (const uri of [
@@ -111,7 +111,9 @@ describe("MatrixStandaloneStack from the example configuration", () => {
       expect(userData).toContain(uri);
     }
     const coturnSecret = Object.keys(json.resource.random_password).find((k) => k.startsWith("modules_coturn"));
-    expect(userData).toContain(`random_password.${coturnSecret}.result`);
+    const secrets = (Object.values(json.resource.lxd_instance_file) as any[]).find((f) => f.instance === "ryo-matrix-synapse" && f.target_path.endsWith("/secrets.yaml"));
+    expect(secrets.content).toContain(`turn_shared_secret: \${jsonencode(random_password.${coturnSecret}.result)}`);
+    expect(userData).not.toContain("random_password");
   });
 
   test("hands coturn's secret to other projects on the host only as a sensitive output", () => {

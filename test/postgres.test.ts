@@ -20,7 +20,7 @@ import {
   tlsCertificateCommand,
 } from "../lib/render/postgres";
 import { hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
-import { renderHomeserverConfig } from "../lib/render/synapse";
+import { renderSecretsConfig } from "../lib/render/synapse";
 import { checkCloudInit, checkNftables, synapseVenv } from "./support/validators";
 import { freeLoopbackPorts, renderWithConsul } from "./support/consul-template-render";
 
@@ -525,7 +525,7 @@ describe("the database script against a real PostgreSQL", () => {
     cluster.deliver("homeserver", password);
     expect(cluster.ensure(renderWithConsul(POSTGRES_DATABASES_TEMPLATE, registrationKv("homeserver", "homeserver_owner", password))).status).toBe(0);
     const homeserver = parse(
-      renderHomeserverConfig({
+      renderSecretsConfig({
         domain: "example.com",
         dualStack: false,
         database: { host: "127.0.0.1", port: cluster.port, database: "homeserver", user: "homeserver_owner", password },

@@ -7,6 +7,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { cloudInitRuncmdScript } from "./support/validators";
 import { Password } from "@cdktf/provider-random/lib/password";
+import { TerraformStack } from "cdktf";
+import { secretsWaitCommand } from "../lib/render/secret-files";
+
+const generated = (stack: TerraformStack, id: string) => new Password(stack, id, { length: 32, special: false }).result;
 
 function deploy(props: Partial<ConstructorParameters<typeof ServiceContainer>[2]> = {}, hostProps?: typeof IPV4_HOST) {
   const { stack, host } = hostStack(hostProps);
@@ -179,6 +183,100 @@ describe("ServiceContainer", () => {
     expect(userData).toContain('lineage="$${RENEWED_LINEAGE}"');
     expect(userData).toContain("printf '%%{x}'");
     expect(userData).toMatch(/secret=\$\{random_password\.secret\.result\}/);
+  });
+
+  test("turns devlxd off on pre-built images and leaves it on for the stock image's LXD datasource", () => {
+    expect(instanceOf(deploy().json).config["security.devlxd"]).toBe("true");
+    expect(instanceOf(deploy({ image: "local:web" }).json).config["security.devlxd"]).toBe("false");
+  });
+
+  test("pushes secrets as root-owned files, waits for them before the commands, and keeps them out of the user-data", () => {
+    const { stack, host } = hostStack();
+    const container = new ServiceContainer(stack, "svc", {
+      host,
+      name: "mod-web",
+      hostPart: 20,
+      firewall: [],
+      secrets: [
+        { name: "token", path: "/etc/web/token", content: generated(stack, "token") },
+        { name: "config", path: "/etc/web/secret.conf", content: `key = "${generated(stack, "key")}"\n$\{literal}\n`, mode: "0640" },
+      ],
+      commands: ["systemctl start web"],
+    });
+    const json = synthJson(stack);
+    const files = (Object.values(json.resource.lxd_instance_file) as any[]).sort((a, b) => (a.target_path === "/etc/web/token" ? -1 : 1) - (b.target_path === "/etc/web/token" ? -1 : 1));
+    expect(files.map((f) => ({ target: f.target_path, mode: f.mode, uid: f.uid, gid: f.gid, instance: f.instance }))).toEqual([
+      { target: "/etc/web/token", mode: "0600", uid: 0, gid: 0, instance: "mod-web" },
+      { target: "/etc/web/secret.conf", mode: "0640", uid: 0, gid: 0, instance: "mod-web" },
+    ]);
+    expect(files[0].content).toMatch(/^\$\{random_password\.token\.result\}$/);
+    // Literal text is escaped for Terraform like the user-data; references stay references.
+    expect(files[1].content).toBe('key = "${random_password.key.result}"\n$${literal}\n');
+    expect(container.userData).not.toContain("random_password");
+    const runcmd: string[] = parse(container.userData).runcmd;
+    expect(runcmd.indexOf(secretsWaitCommand(["/etc/web/token", "/etc/web/secret.conf"]))).toBe(runcmd.indexOf("systemctl start web") - 1);
+    // A new secret replaces the container, through a digest: the revision holds no secret.
+    const [address] = instanceOf(json).lifecycle.replace_triggered_by;
+    const triggers = json.resource.terraform_data[address.split(".")[1]].triggers_replace;
+    expect(triggers.secret_token).toMatch(/^\$\{sha256\(join\("\\n", \[random_password\.token\.result\]\)\)\}:[0-9a-f]{64}$/);
+    expect(files.every((f) => f.lifecycle.replace_triggered_by[0] === address)).toBe(true);
+  });
+
+  test("refuses literal secrets, bad paths and modes that let others read, naming the props and never the value", () => {
+    const { stack, host } = hostStack();
+    const token = generated(stack, "b");
+    const attempt = () =>
+      new ServiceContainer(stack, "svc", {
+        host,
+        name: "mod-web",
+        hostPart: 20,
+        firewall: [],
+        secrets: [
+          { name: "a", path: "/etc/a", content: "literal-secret-value" },
+          { name: "a", path: "relative", content: token, mode: "0644" },
+        ],
+      });
+    // One attempt: each adds a construct.
+    let message = "";
+    try {
+      attempt();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/secrets\[0\]\.content: must hold a Terraform token/);
+    expect(message).toMatch(/secrets\[1\]\.name: "a" is used twice/);
+    expect(message).toMatch(/secrets\[1\]\.path: must be an absolute file path/);
+    expect(message).toMatch(/secrets\[1\]\.mode: must give others nothing/);
+    expect(message).not.toContain("literal-secret-value");
+  });
+
+  test("the first boot waits for secrets that arrive late, and stops with a message naming the ones that never do", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-svc-secrets-"));
+    try {
+      const bin = path.join(root, "bin");
+      fs.mkdirSync(bin);
+      for (const tool of ["chmod", "systemctl", "nft"]) fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> ${root}/calls.log\n`, { mode: 0o755 });
+      const { stack, host } = hostStack();
+      const secretPath = path.join(root, "etc", "secret");
+      const container = new ServiceContainer(stack, "svc", { host, name: "mod-web", hostPart: 20, firewall: [], secrets: [{ name: "s", path: secretPath, content: generated(stack, "s") }], commands: ["systemctl start web"] });
+      const script = path.join(root, "runcmd");
+      fs.writeFileSync(script, cloudInitRuncmdScript(container.userData), { mode: 0o700 });
+      // Terraform pushes the file about three seconds after the container started.
+      const late = spawnSync("sh", ["-c", `(sleep 3; mkdir -p ${path.dirname(secretPath)}; echo value > ${secretPath}) & ${script}`], {
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+        timeout: 30_000,
+      });
+      expect(late.stderr).toBe("");
+      expect(late.status).toBe(0);
+      expect(fs.readFileSync(path.join(root, "calls.log"), "utf8").trim().split("\n").pop()).toBe("systemctl start web");
+
+      const never = spawnSync("sh", ["-ec", secretsWaitCommand([path.join(root, "missing-a"), secretPath, path.join(root, "missing-b")], 2)], { encoding: "utf8", timeout: 30_000 });
+      expect(never.status).toBe(1);
+      expect(never.stderr).toContain(`secret files not delivered after 2 s: ${root}/missing-a ${root}/missing-b (Terraform pushes them`);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test("replaces the container when its user-data or image changes; the volume stays", () => {

@@ -10,9 +10,12 @@ import {
   renderConfDOverrides,
   renderHomeserverConfig,
   renderLogConfig,
+  renderSecretsConfig,
   renderSynapseBootstrap,
   renderSynapseInstall,
+  SYNAPSE_SECRET_SECTIONS,
   synapseFiles,
+  synapseSecretFiles,
 } from "../lib/render/synapse";
 import { checkSynapseConfig, probeSynapseBlocklists, rewriteAbsolutePaths } from "./support/validators";
 
@@ -32,8 +35,37 @@ const WITH_SMTP: HomeserverOptions = {
   smtp: { host: "smtp.example.com", port: 587, user: "mailer", password: `pa"ss\\word: #not-a-comment` },
 };
 
-const config = (options: HomeserverOptions) => parse(renderHomeserverConfig(options));
+/** What Synapse sees: homeserver.yaml, then the secrets fragment, merged key by key at the top level as Synapse merges them. */
+const config = (options: HomeserverOptions) => ({ ...parse(renderHomeserverConfig(options)), ...parse(renderSecretsConfig(options)) });
 const loaderFiles = { [SYNAPSE_PATHS.logConfig]: renderLogConfig() };
+const secretsFragment = (options: HomeserverOptions) => ({ "secrets.yaml": renderSecretsConfig(options) });
+const SAMPLE_SECRETS = ["sample-db-password", "sample-registration-secret", "sample-macaroon-key", "sample-form-secret", "sample-turn-secret", "sample-pepper", "not-a-comment"];
+
+describe("homeserver.yaml and the secrets fragment", () => {
+  const options: HomeserverOptions = { ...WITH_SMTP, passwordPepper: "sample-pepper" };
+
+  test("homeserver.yaml holds no secret and no section that holds one", () => {
+    const homeserver = renderHomeserverConfig(options);
+    for (const value of SAMPLE_SECRETS) expect(homeserver).not.toContain(value);
+    for (const key of SYNAPSE_SECRET_SECTIONS) expect(parse(homeserver)).not.toHaveProperty(key);
+  });
+
+  test("the fragment holds every secret, in exactly the sections that hold secrets", () => {
+    const fragment = renderSecretsConfig(options);
+    for (const value of SAMPLE_SECRETS) expect(fragment).toContain(value);
+    expect(Object.keys(parse(fragment)).sort()).toEqual([...SYNAPSE_SECRET_SECTIONS].sort());
+    // Without SMTP there is no email section to carry.
+    expect(Object.keys(parse(renderSecretsConfig(MINIMAL)))).not.toContain("email");
+  });
+
+  test("are pushed as root-only files with the admin password verbatim", () => {
+    const files = synapseSecretFiles(options, "Sample-Admin-Pass1 with 'quotes'");
+    expect(files).toEqual([
+      { name: "synapse-config", path: SYNAPSE_PATHS.secretsConfig, content: renderSecretsConfig(options) },
+      { name: "admin-password", path: SYNAPSE_PATHS.adminPasswordFile, content: "Sample-Admin-Pass1 with 'quotes'" },
+    ]);
+  });
+});
 
 describe("renderHomeserverConfig", () => {
   test("serves example.com at https://matrix.example.com/ on port 8008 behind the proxy", () => {
@@ -191,16 +223,26 @@ describe("renderHomeserverConfig", () => {
 
 describe("Synapse's own config loader accepts", () => {
   test("the minimal dual-stack configuration", () => {
-    expect(checkSynapseConfig(renderHomeserverConfig(MINIMAL), loaderFiles)).toMatch(/config OK \(server_name=example\.com/);
+    const out = checkSynapseConfig(renderHomeserverConfig(MINIMAL), loaderFiles, secretsFragment(MINIMAL));
+    expect(out).toMatch(/config OK \(server_name=example\.com, listeners=1, databases=psycopg2\)/);
+    expect(out).toContain("secrets set: form_secret macaroon_secret_key registration_shared_secret turn_shared_secret\n");
   });
 
   test("the configuration with SMTP and a hostile password", () => {
-    expect(checkSynapseConfig(renderHomeserverConfig(WITH_SMTP), loaderFiles)).toMatch(/config OK/);
+    const out = checkSynapseConfig(renderHomeserverConfig(WITH_SMTP), loaderFiles, secretsFragment(WITH_SMTP));
+    expect(out).toMatch(/config OK .*databases=psycopg2/);
+    expect(out).toContain("secrets set: form_secret macaroon_secret_key registration_shared_secret smtp_pass turn_shared_secret\n");
   });
 
   test("the IPv4-only configuration with a pepper and public rooms", () => {
     const options = { ...MINIMAL, dualStack: false, passwordPepper: "sample-pepper", allowPublicRoomsWithoutAuth: true, allowPublicRoomsOverFederation: true };
-    expect(checkSynapseConfig(renderHomeserverConfig(options), loaderFiles)).toMatch(/config OK/);
+    const out = checkSynapseConfig(renderHomeserverConfig(options), loaderFiles, secretsFragment(options));
+    expect(out).toMatch(/config OK .*databases=psycopg2/);
+    expect(out).toContain("secrets set: form_secret macaroon_secret_key password_pepper registration_shared_secret turn_shared_secret\n");
+  });
+
+  test("but not homeserver.yaml alone: the fragment carries the database and the secrets", () => {
+    expect(() => checkSynapseConfig(renderHomeserverConfig(MINIMAL), loaderFiles, {})).toThrow(/Config is missing macaroon_secret_key[\s\S]*No database config provided/);
   });
 });
 
@@ -234,7 +276,7 @@ describe("Synapse's own address and URL checks", () => {
   ];
   let result: ReturnType<typeof probeSynapseBlocklists>;
   beforeAll(() => {
-    result = probeSynapseBlocklists(renderHomeserverConfig(options), { ips: [...blockedIps, ...publicIps], urls: [...blockedUrls, "https://example.com/page"] }, loaderFiles);
+    result = probeSynapseBlocklists(renderHomeserverConfig(options), { ips: [...blockedIps, ...publicIps], urls: [...blockedUrls, "https://example.com/page"] }, loaderFiles, secretsFragment(options));
   });
 
   test.each(blockedIps)("refuse outbound requests and URL previews to %s", (ip) => {
@@ -258,7 +300,6 @@ describe("rendered files", () => {
   const files = synapseFiles({
     homeserver: WITH_SMTP,
     bootstrap: { adminUser: "admin", dualStack: true },
-    adminPasswordBase64: Buffer.from("Sample-Admin-Pass1").toString("base64"),
     packageVersion: "1.163.2+bookworm1",
   });
 
@@ -268,11 +309,10 @@ describe("rendered files", () => {
     }
   });
 
-  test("keep secrets root-only until the bootstrap installs them", () => {
+  test("stage the configuration root-only, without the secrets (pushed separately)", () => {
     const secret = files.filter((f) => f.path.startsWith(`${SYNAPSE_PATHS.stagingDir}/`));
     expect(secret.map((f) => f.path).sort()).toEqual(
       [
-        SYNAPSE_PATHS.adminPasswordFile,
         `${SYNAPSE_PATHS.stagingDir}/conf.d/report_stats.yaml`,
         `${SYNAPSE_PATHS.stagingDir}/conf.d/server_name.yaml`,
         `${SYNAPSE_PATHS.stagingDir}/homeserver.yaml`,
@@ -280,6 +320,7 @@ describe("rendered files", () => {
       ].sort(),
     );
     for (const f of secret) expect(f.permissions).toBe("0600");
+    for (const f of files) for (const value of SAMPLE_SECRETS) expect({ path: f.path, holds: f.content.includes(value) }).toEqual({ path: f.path, holds: false });
   });
 
   test("pin conf.d's server_name and report_stats to homeserver.yaml's", () => {
@@ -334,14 +375,17 @@ describe("the bootstrap script", () => {
   const calls = () => (fs.existsSync(at("calls.log")) ? fs.readFileSync(at("calls.log"), "utf8").trim().split("\n") : []);
 
   /** A fresh container: staging files from cloud-init, the Debian package's stubs. */
-  function freshContainer(databaseAnswersOnAttempt: number): void {
+  function freshContainer(databaseAnswersOnAttempt: number, secretsDelivered = true): void {
     const p = SYNAPSE_PATHS;
     write(`${p.stagingDir}/homeserver.yaml`, renderHomeserverConfig(MINIMAL), 0o600);
     write(`${p.stagingDir}/log.yaml`, renderLogConfig(), 0o600);
     const overrides = renderConfDOverrides("example.com");
     write(`${p.stagingDir}/conf.d/server_name.yaml`, overrides.serverName, 0o600);
     write(`${p.stagingDir}/conf.d/report_stats.yaml`, overrides.reportStats, 0o600);
-    write(p.adminPasswordFile, `${Buffer.from(ADMIN_PASSWORD).toString("base64")}\n`, 0o600);
+    if (secretsDelivered) {
+      write(p.secretsConfig, renderSecretsConfig(MINIMAL), 0o600);
+      write(p.adminPasswordFile, ADMIN_PASSWORD, 0o600);
+    }
     fs.mkdirSync(at(p.dataDir), { recursive: true });
     const record = `echo "$(basename "$0") $*" >> ${at("calls.log")}`;
     const stub = (name: string, body: string) => write(`stubs/${name}`, `#!/bin/bash\n${body}\n`, 0o755);
@@ -369,10 +413,10 @@ exit 0`,
     );
   }
 
-  function runBootstrap(options: { databaseTimeoutSeconds?: number } = {}) {
+  function runBootstrap(options: { databaseTimeoutSeconds?: number; secretsTimeoutSeconds?: number } = {}) {
     const p = SYNAPSE_PATHS;
     const script = rewriteAbsolutePaths(
-      renderSynapseBootstrap({ adminUser: "admin", dualStack: true, retryIntervalSeconds: 0, healthTimeoutSeconds: 5, databaseTimeoutSeconds: 5, ...options }),
+      renderSynapseBootstrap({ adminUser: "admin", dualStack: true, retryIntervalSeconds: 0, healthTimeoutSeconds: 5, databaseTimeoutSeconds: 5, secretsTimeoutSeconds: 5, ...options }),
       [p.stagingDir, p.configDir, p.dataDir, p.venv],
       root,
     );
@@ -393,17 +437,21 @@ exit 0`,
     expect(fs.readFileSync(at("db-attempts"), "utf8").trim()).toBe("3");
     expect(fs.readFileSync(at(SYNAPSE_PATHS.homeserverConfig), "utf8")).toBe(renderHomeserverConfig(MINIMAL));
     expect(fs.statSync(at(SYNAPSE_PATHS.homeserverConfig)).mode & 0o777).toBe(0o640);
+    const installedSecrets = at(`${SYNAPSE_PATHS.configDir}/conf.d/secrets.yaml`);
+    expect(fs.readFileSync(installedSecrets, "utf8")).toBe(renderSecretsConfig(MINIMAL));
+    expect(fs.statSync(installedSecrets).mode & 0o777).toBe(0o640);
     expect(calls()).toEqual([
       `chown -R matrix-synapse:synapse-group ${at(SYNAPSE_PATHS.dataDir)}`,
       expect.stringMatching(/^runuser -u matrix-synapse -- \S+\/python -m synapse\.app\.homeserver .* --generate-keys$/),
       "systemctl enable matrix-synapse.service",
       "systemctl is-active --quiet matrix-synapse.service",
       "systemctl start matrix-synapse.service",
-      expect.stringMatching(/^register_new_matrix_user --config \S+ --user admin --password-file \S+ --admin --exists-ok http:\/\/\[::1\]:8008$/),
+      `register_new_matrix_user --config ${installedSecrets} --user admin --password-file ${at(SYNAPSE_PATHS.adminPasswordFile)} --admin --exists-ok http://[::1]:8008`,
     ]);
     expect(fs.readFileSync(at("registered-password"), "utf8")).toBe(ADMIN_PASSWORD);
     expect(fs.existsSync(at(SYNAPSE_PATHS.adminMarker))).toBe(true);
-    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(false);
+    // Left where Terraform put it (root-only): deleting it would make every plan push it again.
+    expect(fs.statSync(at(SYNAPSE_PATHS.adminPasswordFile)).mode & 0o777).toBe(0o600);
 
     // A replacement container on the same data volume: no new key, no second admin.
     fs.rmSync(at("calls.log"));
@@ -411,7 +459,17 @@ exit 0`,
     const second = runBootstrap();
     expect(second.status).toBe(0);
     expect(calls().filter((c) => /^(runuser|register_new_matrix_user)/.test(c))).toEqual([]);
-    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(false);
+  });
+
+  test("waits for the secret files Terraform pushes and gives up with a message naming the missing one", () => {
+    freshContainer(1, false);
+    const result = runBootstrap({ secretsTimeoutSeconds: 0 });
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toContain(
+      `gave up waiting for the secrets file ${at(SYNAPSE_PATHS.secretsConfig)} after 0 seconds: ${at(SYNAPSE_PATHS.secretsConfig)} is missing: Terraform pushes it`,
+    );
+    expect(calls()).toEqual([]);
+    expect(fs.existsSync(at(SYNAPSE_PATHS.homeserverConfig))).toBe(false);
   });
 
   test("gives up on a database that never answers, without starting Synapse", () => {
@@ -420,7 +478,5 @@ exit 0`,
     expect(result.status).not.toBe(0);
     expect(result.stdout).toContain("gave up waiting for the database after 0 seconds: connection refused");
     expect(calls().filter((c) => c.startsWith("systemctl"))).toEqual([]);
-    // Kept for the retry that systemd schedules.
-    expect(fs.existsSync(at(SYNAPSE_PATHS.adminPasswordFile))).toBe(true);
   });
 });

@@ -3,7 +3,7 @@ import { parse } from "yaml";
 import { Synapse, SynapseProps } from "../constructs/matrix/synapse";
 import { IngressProxy } from "../constructs/modules/ingress-proxy";
 import { Host, HostProps } from "../lib/host";
-import { SYNAPSE_PATHS } from "../lib/render/synapse";
+import { SYNAPSE_PATHS, SYNAPSE_SECRET_SECTIONS } from "../lib/render/synapse";
 import { DUAL_STACK_HOST, IPV4_HOST, hostStack, synthJson } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 
@@ -36,6 +36,7 @@ function deploy(props: Partial<SynapseProps> = {}, hostProps: HostProps = DUAL_S
 const resources = (json: any, type: string): any[] => Object.values(json.resource[type] ?? {});
 const instanceOf = (json: any) => resources(json, "lxd_instance")[0];
 const userDataOf = (json: any): string => instanceOf(json).config["cloud-init.user-data"];
+const pushedFile = (json: any, target: string): any => resources(json, "lxd_instance_file").find((f) => f.target_path === target);
 const fileIn = (userData: string, path: string): string | undefined =>
   parse(userData).write_files.find((f: any) => f.path === path)?.content;
 /** The message of the error `attempt` throws (each attempt adds a construct, so run it once). */
@@ -156,27 +157,36 @@ describe("Synapse container", () => {
 });
 
 describe("Synapse secrets", () => {
-  test("generates the registration, macaroon and form secrets at apply time", () => {
+  test("generates the registration, macaroon and form secrets at apply time and pushes them in the secrets fragment, root-only", () => {
     const { json } = deploy();
     expect(resources(json, "random_password")).toEqual([
       { length: 48, special: false },
       { length: 48, special: false },
       { length: 48, special: false },
     ]);
-    const homeserver = fileIn(userDataOf(json), `${SYNAPSE_PATHS.stagingDir}/homeserver.yaml`)!;
+    const fragment = pushedFile(json, SYNAPSE_PATHS.secretsConfig);
+    expect(fragment).toMatchObject({ instance: "matrix-synapse", mode: "0600", uid: 0, gid: 0, create_directories: true });
     for (const key of ["registration_shared_secret", "macaroon_secret_key", "form_secret"]) {
-      expect(homeserver).toMatch(new RegExp(`^${key}: \\$\\{jsonencode\\(random_password\\.[\\w-]+\\.result\\)\\}$`, "m"));
+      expect(fragment.content).toMatch(new RegExp(`^${key}: \\$\\{jsonencode\\(random_password\\.[\\w-]+\\.result\\)\\}$`, "m"));
     }
-    expect(homeserver).toContain("turn_shared_secret: ${jsonencode(var.turn_secret)}");
-    // A literal block: Terraform's JSON-quoted values may contain anything but a line break there.
-    expect(userDataOf(json)).toContain(`- path: ${SYNAPSE_PATHS.stagingDir}/homeserver.yaml\n    content: |\n`);
-    expect(homeserver).toContain("    password: ${jsonencode(var.synapse_db_password)}");
+    expect(fragment.content).toContain("turn_shared_secret: ${jsonencode(var.turn_secret)}");
+    expect(fragment.content).toContain("    password: ${jsonencode(var.synapse_db_password)}");
+    // None of it in homeserver.yaml, which cloud-init writes.
+    const homeserver = parse(fileIn(userDataOf(json), `${SYNAPSE_PATHS.stagingDir}/homeserver.yaml`)!);
+    for (const key of SYNAPSE_SECRET_SECTIONS) expect(homeserver).not.toHaveProperty(key);
   });
 
-  test("writes the admin password only as a Terraform expression, root-only", () => {
+  test("pushes the admin password verbatim into a root-only file, never into the user-data", () => {
     const { json } = deploy();
-    const file = parse(userDataOf(json)).write_files.find((f: any) => f.path === SYNAPSE_PATHS.adminPasswordFile);
-    expect(file).toEqual({ path: SYNAPSE_PATHS.adminPasswordFile, content: "${base64encode(var.admin_password)}", owner: "root:root", permissions: "0600" });
+    expect(pushedFile(json, SYNAPSE_PATHS.adminPasswordFile)).toMatchObject({ content: "${var.admin_password}", mode: "0600", uid: 0, gid: 0 });
+    expect(parse(userDataOf(json)).write_files.map((f: any) => f.path)).not.toContain(SYNAPSE_PATHS.adminPasswordFile);
+  });
+
+  test("starts the bootstrap only once Terraform has pushed both secret files", () => {
+    const runcmd: string[] = parse(userDataOf(deploy().json)).runcmd;
+    const wait = runcmd.findIndex((c) => c.includes(SYNAPSE_PATHS.secretsConfig) && c.includes(SYNAPSE_PATHS.adminPasswordFile));
+    expect(wait).toBeGreaterThan(runcmd.indexOf("nft -f /etc/nftables.conf"));
+    expect(wait).toBeLessThan(runcmd.indexOf("systemctl start synapse-bootstrap.service"));
   });
 
   test("puts no secret literal into the synthesized JSON", () => {
@@ -187,7 +197,7 @@ describe("Synapse secrets", () => {
     // Random-looking: 24+ letters and digits mixing upper case, lower case and digits.
     const randomLooking = (text.match(/[A-Za-z0-9]{24,}/g) ?? []).filter((s) => /[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9]/.test(s));
     expect(randomLooking).toEqual([]);
-    expect(text).toContain("smtp_pass: ${jsonencode(var.smtp_password)}");
+    expect(pushedFile(synthJson(stack), SYNAPSE_PATHS.secretsConfig).content).toContain("smtp_pass: ${jsonencode(var.smtp_password)}");
   });
 
   test("refuses literal secrets, names every offending prop and never echoes the value", () => {
@@ -216,10 +226,20 @@ describe("Synapse secrets", () => {
     expect(check.error_message).toMatch(/at least 12 characters, a digit, a lower-case letter, an upper-case letter/);
   });
 
-  test("every Terraform expression in the user-data refers to a variable, a generated secret or an escaping function", () => {
-    const expressions = userDataOf(deploy().json).match(/[$%]\{[^}]*\}/g) ?? [];
-    expect(expressions.length).toBeGreaterThan(0);
-    for (const e of expressions) expect(e).toMatch(/^\$\{(jsonencode|base64encode)\((var\.\w+|random_password\.[\w-]+\.result)\)\}$/);
+  test("the user-data holds no Terraform expression at all: no variable, no generated secret", () => {
+    const { stack, host } = hostStack();
+    new Synapse(stack, "synapse", { ...baseProps(stack, host), passwordPepper: secret(stack, "pepper"), smtp: { host: "smtp.example.com", port: 587, user: "mailer", password: secret(stack, "smtp_password") } });
+    expect(userDataOf(synthJson(stack)).match(/[$%]\{[^}]*\}/g)).toBeNull();
+  });
+
+  test("the secret files' expressions each refer to a variable or a generated secret, escaped for YAML", () => {
+    const { stack, host } = hostStack();
+    new Synapse(stack, "synapse", { ...baseProps(stack, host), passwordPepper: secret(stack, "pepper"), smtp: { host: "smtp.example.com", port: 587, user: "mailer", password: secret(stack, "smtp_password") } });
+    const json = synthJson(stack);
+    const expressions = pushedFile(json, SYNAPSE_PATHS.secretsConfig).content.match(/[$%]\{[^}]*\}/g);
+    // The database, SMTP and TURN passwords, the pepper and the three generated secrets.
+    expect(expressions).toHaveLength(7);
+    for (const e of expressions) expect(e).toMatch(/^\$\{jsonencode\((var\.\w+|random_password\.[\w-]+\.result)\)\}$/);
   });
 });
 

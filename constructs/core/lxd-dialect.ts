@@ -16,6 +16,7 @@
  * | devices added from outside the container (TCP listeners) | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | joined to the container's own device set when it is in the same stack; refused from another stack (no `lxd_instance_device` in 1.x) |
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
  * | files pushed into a container (secrets) | `lxd_instance_file` | `lxd_container_file` |
+ * | `/dev/lxd/sock` | `config["security.devlxd"]` | the same (1.x reads `security.` keys back) |
  */
 import { Construct } from "constructs";
 import { TerraformStack } from "cdktf";
@@ -57,6 +58,12 @@ export interface LxdInstanceSpec {
   readonly devices: readonly LxdDevice[];
   /** Bare address of the resource whose replacement replaces the container. */
   readonly replaceTriggeredBy: string;
+  /**
+   * Serve `/dev/lxd/sock` inside the container (`security.devlxd`). It answers every user in the
+   * container with the instance's config, user-data included; only cloud-init's LXD datasource
+   * needs it.
+   */
+  readonly devlxd: boolean;
 }
 
 export interface LxdVolumeSpec {
@@ -180,6 +187,7 @@ const v3: LxdDialect = {
       target: host.lxd.target,
       config: {
         "security.privileged": "false",
+        "security.devlxd": String(spec.devlxd),
         "cloud-init.user-data": spec.userData,
         ...Object.fromEntries(Object.entries(spec.limits).map(([k, v]) => [`limits.${k}`, v])),
       },
@@ -261,6 +269,7 @@ const v1: LxdDialect = {
       target: host.lxd.target,
       config: {
         "security.privileged": "false",
+        "security.devlxd": String(spec.devlxd),
         // 1.x reads back only boot. environment. raw. linux. security. user. keys; the image's
         // cloud-init template falls back to user.user-data.
         "user.user-data": spec.userData,

@@ -2,21 +2,26 @@
  * One service in its own unprivileged LXD container: a static address from the host's address
  * plan, persistent storage volumes, proxy devices for public ports, cloud-init user-data that
  * installs the software, writes the rendered configuration and a default-drop firewall, and a
- * Consul catalog entry so that the ingress proxy and other services can find it.
+ * Consul catalog entry so that the ingress proxy and other services can find it. Secrets never
+ * go into the user-data: they are files pushed through the LXD API (root-owned, 0600 unless
+ * told otherwise), and the first-boot commands wait for them.
  * Every module's deployment construct is built from this one. The LXD resources themselves
  * come from the host's provider dialect (lxd-dialect.ts), with the same props for both majors.
  */
+import { createHash } from "node:crypto";
 import { Construct } from "constructs";
+import { Fn, Token, Tokenization } from "cdktf";
 import { Node } from "../../gen/providers/consul/node";
 import { Service } from "../../gen/providers/consul/service";
 import type { Host } from "../../lib/host";
 import type { StaticAddress } from "../../lib/address-plan";
 import { renderCloudInit, CloudInitFile } from "../../lib/render/cloud-init";
 import { renderNftables, FirewallRule } from "../../lib/render/nftables";
+import { SECRET_MODE_PATTERN, SecretFile, secretsWaitCommand } from "../../lib/render/secret-files";
 import { terraformLiteral } from "../../lib/terraform-literal";
 import { Problems } from "../../lib/problems";
 import { ContainerRevision } from "./container-revision";
-import { LxdDevice, LxdInstanceResource, LxdVolumeResource, lxdDialect } from "./lxd-dialect";
+import { LxdDevice, LxdFileResource, LxdInstanceResource, LxdVolumeResource, lxdDialect } from "./lxd-dialect";
 
 /**
  * The stock image: Debian 12 with cloud-init, from the `images` remote (provider 3.x: the
@@ -76,8 +81,16 @@ export interface ServiceContainerProps {
   readonly packages?: readonly string[];
   /** Commands that bring the stock image up to what a pre-built image carries (downloads etc.). @default none */
   readonly stockImageCommands?: readonly string[];
+  /** Files cloud-init writes. Never a secret: whatever is in the user-data, every user in the container can read. @default none */
   readonly files?: readonly CloudInitFile[];
-  /** Commands run once at first boot, after files are written. @default none */
+  /**
+   * Secret files, pushed through the LXD API once the container runs (owned by root, mode 0600
+   * by default); `commands` run only once all of them have arrived. Their content changing
+   * replaces the container (the volumes stay), as a change of the user-data does.
+   * @default none
+   */
+  readonly secrets?: readonly SecretFile[];
+  /** Commands run once at first boot, after files are written (and the secrets have arrived). @default none */
   readonly commands?: readonly string[];
   /** Ports the service accepts; everything else is dropped. */
   readonly firewall: readonly FirewallRule[];
@@ -117,6 +130,8 @@ export class ServiceContainer extends Construct {
    * a change replaces the container instead; the storage volumes stay.
    */
   readonly revision: ContainerRevision;
+  /** The pushed secret files by name: `lxd_instance_file` (3.x) or `lxd_container_file` (1.x). */
+  readonly secretFiles: Readonly<Record<string, LxdFileResource>>;
   private readonly devices: LxdDevice[];
   private readonly volumeProps?: readonly PersistentVolume[];
 
@@ -133,6 +148,16 @@ export class ServiceContainer extends Construct {
       problems.check(attached.findIndex((o) => o.name === v.name) === i, `attachVolumes[${i}].name`, `${JSON.stringify(v.name)} is used twice; names must be unique`);
       problems.check(v.path.startsWith("/"), `attachVolumes[${i}].path`, `must be an absolute path, got ${JSON.stringify(v.path)}`);
     });
+    const secrets = props.secrets ?? [];
+    secrets.forEach((f, i) => {
+      problems.check(/^[a-z0-9][a-z0-9-]*$/.test(f.name), `secrets[${i}].name`, `must be lower-case letters, digits and dashes, got ${JSON.stringify(f.name)}`);
+      problems.check(secrets.findIndex((o) => o.name === f.name) === i, `secrets[${i}].name`, `${JSON.stringify(f.name)} is used twice; names must be unique`);
+      problems.check(/^\/[^\s'"$`\\]+$/.test(f.path) && !f.path.endsWith("/"), `secrets[${i}].path`, `must be an absolute file path without spaces or quotes, got ${JSON.stringify(f.path)}`);
+      problems.check(secrets.findIndex((o) => o.path === f.path) === i, `secrets[${i}].path`, `${JSON.stringify(f.path)} is used twice`);
+      problems.check(f.mode === undefined || SECRET_MODE_PATTERN.test(f.mode), `secrets[${i}].mode`, `must give others nothing and the group at most read (0600, 0640, 0400 or 0440), got ${JSON.stringify(f.mode)}`);
+      // The value itself is never echoed.
+      problems.check(Token.isUnresolved(f.content), `secrets[${i}].content`, "must hold a Terraform token (a generated password or a sensitive variable); a literal would be written into cdktf.out");
+    });
     problems.throwIfAny(`${this.node.path}: invalid ServiceContainer props`);
     this.address = host.addresses.reserve(props.name, props.hostPart, props.hostPartProp);
     (props.publicPorts ?? []).forEach((p, i) => {
@@ -140,6 +165,7 @@ export class ServiceContainer extends Construct {
       host.publicPorts.reserve(this.node.path, p.protocol, first, last, `publicPorts[${i}]`);
     });
     const prebuilt = props.image !== undefined;
+    const secretPaths = secrets.map((f) => f.path);
 
     this.userData = renderCloudInit({
       // The stock image has no nftables: without it the container would run with no firewall.
@@ -153,6 +179,7 @@ export class ServiceContainer extends Construct {
         "nft -f /etc/nftables.conf",
         "systemctl enable nftables",
         ...(prebuilt ? [] : (props.stockImageCommands ?? [])),
+        ...(secrets.length ? [secretsWaitCommand(secretPaths)] : []),
         ...(props.commands ?? []),
       ],
     });
@@ -189,7 +216,12 @@ export class ServiceContainer extends Construct {
     const userData = terraformLiteral(this.userData);
     const image = props.image ?? STOCK_IMAGE;
     this.revision = new ContainerRevision(this, "revision", {
-      triggersReplace: { image, user_data: userData, ...dialect.replaceTriggers(this.literalDevices()) },
+      triggersReplace: {
+        image,
+        user_data: userData,
+        ...dialect.replaceTriggers(this.literalDevices()),
+        ...Object.fromEntries(secrets.map((f) => [`secret_${f.name}`, secretDigest(f.content)])),
+      },
     });
     this.instance = dialect.instance(this, "instance", host, {
       name: props.name,
@@ -198,7 +230,29 @@ export class ServiceContainer extends Construct {
       limits: props.limits ?? {},
       devices: this.devices,
       replaceTriggeredBy: this.revision.address,
+      // Pre-built images read the user-data from the NoCloud seed LXD writes from the image's
+      // templates, so nothing in them needs /dev/lxd/sock. The stock image's cloud-init finds
+      // its LXD datasource through it (a socket that answers every user with the instance's
+      // config): it stays on there, and holds nothing secret, since secrets are pushed files.
+      devlxd: !prebuilt,
     });
+
+    this.secretFiles = Object.fromEntries(
+      secrets.map((f) => [
+        f.name,
+        dialect.file(this, `secret-${f.name}`, host, {
+          containerName: props.name,
+          path: f.path,
+          content: terraformLiteral(f.content),
+          mode: f.mode ?? "0600",
+          uid: 0,
+          gid: 0,
+          dependsOn: [this.instance],
+          // A replaced container gets its secrets again in the same apply.
+          replaceTriggeredBy: this.revision.address,
+        }),
+      ]),
+    );
 
     if (props.service) {
       this.serviceName = props.service.name;
@@ -232,6 +286,18 @@ export class ServiceContainer extends Construct {
     const own = new Map((this.volumeProps ?? []).map((v) => [`data-${v.name}`, `${this.name}-${v.name}`]));
     return this.devices.map((d) => (own.has(d.name) ? { ...d, properties: { ...d.properties, source: own.get(d.name)! } } : d));
   }
+}
+
+/**
+ * A digest of a secret's content, so that the revision holds no secret of its own: the
+ * Terraform values it holds hashed by Terraform, the literal text around them hashed here
+ * (Terraform functions refuse text with double quotes, so the whole cannot go to sha256()).
+ */
+function secretDigest(content: string): string {
+  const fragments = Tokenization.reverseString(content);
+  const literal = createHash("sha256").update(JSON.stringify(fragments.literals)).digest("hex");
+  const values = fragments.tokens.map((t) => Token.asString(t));
+  return `${Fn.sha256(Fn.join("\n", values))}:${literal}`;
 }
 
 function proxyDevices(host: Host, address: StaticAddress, ports: readonly PublicPort[]): LxdDevice[] {

@@ -22,7 +22,9 @@ import {
   SYNAPSE_PORT,
   PASSWORD_POLICY,
   PASSWORD_RULES,
+  HomeserverOptions,
   synapseFiles,
+  synapseSecretFiles,
 } from "../../lib/render/synapse";
 import { ServiceContainer } from "../core/service-container";
 import { IngressBackend } from "../modules/ingress-backend";
@@ -131,32 +133,32 @@ export class Synapse extends Construct {
     // Values known only at apply time are escaped by Terraform into YAML double-quoted scalars.
     const quote = (value: string) => (Token.isUnresolved(value) ? Fn.jsonencode(value) : JSON.stringify(value));
 
-    const files = synapseFiles({
-      homeserver: {
-        domain,
-        publicBaseUrl: this.publicBaseUrl,
-        dualStack: host.dualStack,
-        database: props.database,
-        registrationSharedSecret: secret("registration-shared-secret"),
-        macaroonSecretKey: secret("macaroon-secret-key"),
-        formSecret: secret("form-secret"),
-        passwordPepper: props.passwordPepper,
-        turn: {
-          domain: props.turn.domain,
-          listeningPort: props.turn.listeningPort ?? 3478,
-          tlsListeningPort: props.turn.tlsListeningPort ?? 5349,
-          sharedSecret: props.turn.sharedSecret,
-        },
-        adminEmail: props.adminEmail,
-        smtp: props.smtp,
-        roomComplexity: props.roomComplexity,
-        allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
-        allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
-        hostPublicAddresses: [host.publicIpv4, host.externalIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
-        quote,
+    const homeserver: HomeserverOptions = {
+      domain,
+      publicBaseUrl: this.publicBaseUrl,
+      dualStack: host.dualStack,
+      database: props.database,
+      registrationSharedSecret: secret("registration-shared-secret"),
+      macaroonSecretKey: secret("macaroon-secret-key"),
+      formSecret: secret("form-secret"),
+      passwordPepper: props.passwordPepper,
+      turn: {
+        domain: props.turn.domain,
+        listeningPort: props.turn.listeningPort ?? 3478,
+        tlsListeningPort: props.turn.tlsListeningPort ?? 5349,
+        sharedSecret: props.turn.sharedSecret,
       },
+      adminEmail: props.adminEmail,
+      smtp: props.smtp,
+      roomComplexity: props.roomComplexity,
+      allowPublicRoomsWithoutAuth: props.allowPublicRoomsWithoutAuth,
+      allowPublicRoomsOverFederation: props.allowPublicRoomsOverFederation,
+      hostPublicAddresses: [host.publicIpv4, host.externalIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
+      quote,
+    };
+    const files = synapseFiles({
+      homeserver,
       bootstrap: { adminUser: props.adminUser, dualStack: host.dualStack },
-      adminPasswordBase64: Fn.base64encode(props.adminPassword),
       packageVersion: props.image === undefined ? `${this.version}+bookworm1` : undefined,
     });
 
@@ -169,6 +171,8 @@ export class Synapse extends Construct {
       packages: SYNAPSE_INSTALL_PACKAGES,
       stockImageCommands: [SYNAPSE_PATHS.installScript],
       files,
+      // Every secret (and the sections around them) in a pushed file, never in the user-data.
+      secrets: synapseSecretFiles(homeserver, props.adminPassword),
       commands: SYNAPSE_BOOTSTRAP_START,
       // Nothing else on the bridge reaches 8008: Synapse trusts X-Forwarded-For, which the
       // proxy overwrites, and serves its admin API on the same port.

@@ -16,7 +16,7 @@ import type { StaticAddress } from "../../lib/address-plan";
 import { kvPaths } from "../../lib/kv";
 import { Problems, isResourceName } from "../../lib/problems";
 import { MAX_RELAY_PORTS, TURN_DEFAULT_PORTS, TurnPorts, checkTurnPorts } from "../../lib/rules";
-import { COTURN_CONFIG_PATH, coturnCommands, coturnFiles, renderTurnserverTemplate } from "../../lib/render/turnserver";
+import { COTURN_RENDERED_PATH, COTURN_SECRET_PATH, coturnCommands, coturnFiles, renderStaticAuthSecret, renderTurnserverTemplate } from "../../lib/render/turnserver";
 import { SHARED_CERT_DIR } from "../../lib/render/certbot";
 import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
 
@@ -113,7 +113,6 @@ export class Coturn extends Construct implements TurnServerRef {
     this.sharedSecret = secret.result;
 
     const template = renderTurnserverTemplate({
-      staticAuthSecret: this.sharedSecret,
       ipv4: this.address.ipv4,
       ipv6: this.address.ipv6,
       externalIpv4: host.externalIpv4,
@@ -121,15 +120,16 @@ export class Coturn extends Construct implements TurnServerRef {
       defaults: ports,
       // Relaying into the host network is refused even where its range is public.
       deniedNetworks: host.networkCidrs,
+      // The host's own public addresses (externalIpv4 and the IPv6 external address are denied anyway).
+      hostAddresses: [host.publicIpv4, ...(host.publicIpv6 ? [host.publicIpv6] : [])],
       userQuota: props.userQuota,
       totalQuota: props.totalQuota,
     });
-    const templateName = "turnserver.conf.ctmpl";
-    // The template holds the secret: readable by root only.
+    // No secret in the template: coturn-prepare appends the pushed secret line before each start.
     const consulTemplate = consulTemplateFiles({
       consulAddress: host.consul.address,
-      templates: [{ name: templateName, template, destination: COTURN_CONFIG_PATH, perms: "0640", command: "systemctl restart coturn.service" }],
-    }).map((f) => (f.path.endsWith(`/${templateName}`) ? { ...f, permissions: "0600" } : f));
+      templates: [{ name: "turnserver.conf.ctmpl", template, destination: COTURN_RENDERED_PATH, perms: "0640", command: "systemctl restart coturn.service" }],
+    });
 
     const { listeningPort, tlsListeningPort, minPort, maxPort } = ports;
     this.container = new ServiceContainer(this, "container", {
@@ -141,6 +141,7 @@ export class Coturn extends Construct implements TurnServerRef {
       packages: ["coturn", ...CONSUL_TEMPLATE_PACKAGES],
       stockImageCommands: consulTemplateDownload(),
       files: [...coturnFiles(), ...consulTemplate],
+      secrets: [{ name: "static-auth-secret", path: COTURN_SECRET_PATH, content: renderStaticAuthSecret(this.sharedSecret) }],
       commands: [...coturnCommands(), CONSUL_TEMPLATE_START],
       firewall: [
         { protocol: "udp", ports: [listeningPort, tlsListeningPort], comment: "STUN/TURN and TURN over DTLS" },

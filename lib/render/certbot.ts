@@ -12,6 +12,7 @@
 import type { CloudInitFile } from "./cloud-init";
 import { KV_PREFIX } from "../kv";
 import { CERTBOT_HTTP_PORT, HAPROXY_CERT_DIR, HAPROXY_FALLBACK_PEM } from "./haproxy";
+import { shellQuote } from "./shell";
 
 /** Certificates for other containers (coturn): `<fqdn>.fullchain.pem` and `<fqdn>.key.pem`. */
 export const SHARED_CERT_DIR = "/var/certs";
@@ -51,7 +52,6 @@ export interface CertbotIssueOptions {
 const FQDN_PATTERN = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$";
 const EMAIL_PATTERN = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$";
 
-const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
 
 /**
  * The consul-template template for CERTBOT_ISSUE_SCRIPT: one `certbot certonly` per key under

@@ -6,6 +6,7 @@
  */
 import type { Problems } from "../problems";
 import type { CloudInitFile } from "./cloud-init";
+import { shellQuote } from "./shell";
 import { RELEASE_URL_PATTERN, RELEASE_URL_RULE, RELEASE_VERSION_PATTERN } from "../rules";
 
 /**
@@ -122,7 +123,6 @@ export interface PinnedDownloadOptions {
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 
-const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
 
 /**
  * One shell command (a runcmd item) that downloads the tarball, checks it against the pinned

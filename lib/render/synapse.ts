@@ -3,11 +3,16 @@
  * data and serialized with `yaml`), the Debian package installation for the stock image, and the
  * bootstrap that runs on every boot (installs the configuration, makes the signing key once,
  * waits for PostgreSQL, starts Synapse and creates the admin user once). Secrets come in as
- * strings: Terraform tokens at synth time, sample values in tests.
+ * strings: Terraform tokens at synth time, sample values in tests. They never go into
+ * homeserver.yaml or the user-data: every section that holds one is rendered into a separate
+ * conf.d fragment (renderSecretsConfig) and the admin's password into its own file, both pushed
+ * into the container by the LXD API (synapseSecretFiles).
  */
 import { SPECIAL_PURPOSE_NETWORKS } from "../special-networks";
 import { stringify } from "yaml";
 import type { CloudInitFile } from "./cloud-init";
+import { SECRET_DELIVERY_TIMEOUT_SECONDS, SecretFile } from "./secret-files";
+import { shellQuote } from "./shell";
 
 /** Where Synapse keeps things. The data directory is a persistent volume. */
 export const SYNAPSE_PATHS = {
@@ -22,8 +27,13 @@ export const SYNAPSE_PATHS = {
   pidFile: "/run/matrix-synapse/homeserver.pid",
   /** Root-only staging area written by cloud-init; the bootstrap installs from here. */
   stagingDir: "/etc/synapse-bootstrap",
-  /** The admin's initial password, base64-encoded (so any character survives YAML). */
-  adminPasswordFile: "/etc/synapse-bootstrap/admin-password.b64",
+  /**
+   * The configuration sections that hold secrets (SYNAPSE_SECRET_SECTIONS), pushed root-only by
+   * the LXD API; the bootstrap installs it as conf.d/secrets.yaml for the Synapse group.
+   */
+  secretsConfig: "/etc/synapse-bootstrap/conf.d/secrets.yaml",
+  /** The admin's initial password, pushed root-only by the LXD API; read only by the bootstrap. */
+  adminPasswordFile: "/etc/synapse-bootstrap/admin-password",
   bootstrapScript: "/usr/local/sbin/synapse-bootstrap",
   bootstrapUnit: "/etc/systemd/system/synapse-bootstrap.service",
   installScript: "/usr/local/sbin/synapse-install",
@@ -179,7 +189,38 @@ class DeferredValues {
 
 const serialize = (doc: unknown): string => stringify(doc, { lineWidth: 0 });
 
+/**
+ * The top-level settings that hold a secret. Synapse merges its config files key by key at the
+ * top level only (a later file's `database` replaces the earlier one's whole), so each section
+ * that holds a secret moves into the fragment whole, with its non-secret settings.
+ */
+export const SYNAPSE_SECRET_SECTIONS = [
+  "database",
+  "email",
+  "password_config",
+  "turn_shared_secret",
+  "registration_shared_secret",
+  "macaroon_secret_key",
+  "form_secret",
+] as const;
+
+/** homeserver.yaml: everything but SYNAPSE_SECRET_SECTIONS, safe to ship in the user-data. */
 export function renderHomeserverConfig(options: HomeserverOptions): string {
+  const { doc, deferred } = homeserverDocument(options);
+  const secret = new Set<string>(SYNAPSE_SECRET_SECTIONS);
+  const header = "# Synapse configuration, rendered by the Synapse construct. Do not edit: redeploy instead.\n" +
+    "# The sections that hold secrets are in conf.d/secrets.yaml (readable by root and the Synapse group only).\n";
+  return header + deferred.fill(serialize(Object.fromEntries(Object.entries(doc).filter(([key]) => !secret.has(key)))));
+}
+
+/** conf.d/secrets.yaml: SYNAPSE_SECRET_SECTIONS, read by Synapse after homeserver.yaml. */
+export function renderSecretsConfig(options: HomeserverOptions): string {
+  const { doc, deferred } = homeserverDocument(options);
+  const picked = Object.fromEntries(SYNAPSE_SECRET_SECTIONS.filter((key) => key in doc).map((key) => [key, doc[key]]));
+  return "# Synapse's secrets, rendered by the Synapse construct and pushed by Terraform. Do not edit: redeploy instead.\n" + deferred.fill(serialize(picked));
+}
+
+function homeserverDocument(options: HomeserverOptions): { doc: Record<string, unknown>; deferred: DeferredValues } {
   const deferred = new DeferredValues(options.quote ?? JSON.stringify);
   const later = (value: string) => deferred.add(value);
   const { domain, database, turn, smtp } = options;
@@ -287,8 +328,7 @@ export function renderHomeserverConfig(options: HomeserverOptions): string {
     };
   }
 
-  const header = "# Synapse configuration, rendered by the Synapse construct. Do not edit: redeploy instead.\n";
-  return header + deferred.fill(serialize(doc));
+  return { doc, deferred };
 }
 
 /** Logs go to stderr, which systemd hands to the journal (timestamps come from there). */
@@ -323,9 +363,10 @@ export interface BootstrapOptions {
   readonly healthTimeoutSeconds?: number;
   /** Pause between attempts while waiting. @default 5 */
   readonly retryIntervalSeconds?: number;
+  /** How long to wait for the secret files Terraform pushes after the container started. @default 600 */
+  readonly secretsTimeoutSeconds?: number;
 }
 
-const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
 
 /**
  * The bootstrap, run by synapse-bootstrap.service on every boot and retried by systemd until it
@@ -345,12 +386,14 @@ DATA_DIR=${p.dataDir}
 VENV=${p.venv}
 SIGNING_KEY=${p.signingKey}
 ADMIN_MARKER=${p.adminMarker}
+SECRETS_FILE=${p.secretsConfig}
 ADMIN_PASSWORD_FILE=${p.adminPasswordFile}
 ADMIN_USER=${shellQuote(options.adminUser)}
 LOCAL_URL=${local}
 RETRY_INTERVAL=${options.retryIntervalSeconds ?? 5}
 DATABASE_TIMEOUT=${options.databaseTimeoutSeconds ?? 300}
 HEALTH_TIMEOUT=${options.healthTimeoutSeconds ?? 300}
+SECRETS_TIMEOUT=${options.secretsTimeoutSeconds ?? SECRET_DELIVERY_TIMEOUT_SECONDS}
 SYNAPSE_USER=matrix-synapse
 
 log() { echo "synapse-bootstrap: $*"; }
@@ -370,8 +413,12 @@ retry() {
   log "$what: ok"
 }
 
+delivered() {
+  [ -s "$1" ] || { echo "$1 is missing: Terraform pushes it (lxd_instance_file or lxd_container_file) after the container started; was the apply interrupted?"; return 1; }
+}
+
 database_answers() {
-  "$VENV/bin/python" - "$CONFIG_DIR/homeserver.yaml" <<'PY'
+  "$VENV/bin/python" - "$CONFIG_DIR/conf.d/secrets.yaml" <<'PY'
 import sys, yaml, psycopg2
 with open(sys.argv[1]) as f:
     args = yaml.safe_load(f)["database"]["args"]
@@ -387,10 +434,13 @@ synapse_healthy() {
 id "$SYNAPSE_USER" >/dev/null 2>&1 || { log "user $SYNAPSE_USER is missing: is matrix-synapse-py3 installed?"; exit 1; }
 group=$(id -gn "$SYNAPSE_USER")
 
+retry "the secrets file $SECRETS_FILE" "$SECRETS_TIMEOUT" delivered "$SECRETS_FILE"
+[ -e "$ADMIN_MARKER" ] || retry "the admin password file $ADMIN_PASSWORD_FILE" "$SECRETS_TIMEOUT" delivered "$ADMIN_PASSWORD_FILE"
+
 log "installing the configuration"
 install -d -o root -g "$group" -m 0750 "$CONFIG_DIR" "$CONFIG_DIR/conf.d"
 changed=0
-for file in homeserver.yaml log.yaml conf.d/server_name.yaml conf.d/report_stats.yaml; do
+for file in homeserver.yaml log.yaml conf.d/server_name.yaml conf.d/report_stats.yaml conf.d/secrets.yaml; do
   if ! cmp -s "$STAGING/$file" "$CONFIG_DIR/$file"; then
     install -o root -g "$group" -m 0640 "$STAGING/$file" "$CONFIG_DIR/$file"
     changed=1
@@ -423,20 +473,13 @@ fi
 retry "Synapse at $LOCAL_URL/health" "$HEALTH_TIMEOUT" synapse_healthy
 
 if [ ! -e "$ADMIN_MARKER" ]; then
-  if [ ! -s "$ADMIN_PASSWORD_FILE" ]; then
-    log "cannot create the admin user: $ADMIN_PASSWORD_FILE is missing"
-    exit 1
-  fi
   log "creating the admin user $ADMIN_USER"
-  password_file=$(mktemp)
-  trap 'rm -f "$password_file"' EXIT
-  base64 -d "$ADMIN_PASSWORD_FILE" > "$password_file"
+  # The shared secret comes from the secrets file, the password from its file: neither is on a command line.
   retry "admin user registration" 60 "$VENV/bin/register_new_matrix_user" \\
-    --config "$CONFIG_DIR/homeserver.yaml" --user "$ADMIN_USER" \\
-    --password-file "$password_file" --admin --exists-ok "$LOCAL_URL"
+    --config "$CONFIG_DIR/conf.d/secrets.yaml" --user "$ADMIN_USER" \\
+    --password-file "$ADMIN_PASSWORD_FILE" --admin --exists-ok "$LOCAL_URL"
   touch "$ADMIN_MARKER"
 fi
-rm -f "$ADMIN_PASSWORD_FILE"
 log "done"
 `;
 }
@@ -500,31 +543,41 @@ export const SYNAPSE_INSTALL_PACKAGES = ["ca-certificates", "curl", "gnupg"];
 export interface SynapseFilesOptions {
   readonly homeserver: HomeserverOptions;
   readonly bootstrap: BootstrapOptions;
-  /**
-   * The admin's initial password, base64-encoded (Terraform's `base64encode()` for a token).
-   * Written root-only; the bootstrap deletes it once the admin user exists.
-   */
-  readonly adminPasswordBase64: string;
   /** The Debian package version to install (stock image only). @default none (a pre-built image) */
   readonly packageVersion?: string;
 }
 
-/** Every file cloud-init writes for Synapse. Secrets are root-only until the bootstrap installs them. */
+/**
+ * Every file cloud-init writes for Synapse: none holds a secret (synapseSecretFiles carries
+ * those). The staging copies are root-only anyway; the bootstrap installs them for the group.
+ */
 export function synapseFiles(options: SynapseFilesOptions): CloudInitFile[] {
   const p = SYNAPSE_PATHS;
   const overrides = renderConfDOverrides(options.homeserver.domain);
-  const secret = (path: string, content: string): CloudInitFile => ({ path, content, permissions: "0600" });
+  const staged = (path: string, content: string): CloudInitFile => ({ path, content, permissions: "0600" });
   return [
-    secret(`${p.stagingDir}/homeserver.yaml`, renderHomeserverConfig(options.homeserver)),
-    secret(`${p.stagingDir}/log.yaml`, renderLogConfig()),
-    secret(`${p.stagingDir}/conf.d/server_name.yaml`, overrides.serverName),
-    secret(`${p.stagingDir}/conf.d/report_stats.yaml`, overrides.reportStats),
-    secret(p.adminPasswordFile, options.adminPasswordBase64),
+    staged(`${p.stagingDir}/homeserver.yaml`, renderHomeserverConfig(options.homeserver)),
+    staged(`${p.stagingDir}/log.yaml`, renderLogConfig()),
+    staged(`${p.stagingDir}/conf.d/server_name.yaml`, overrides.serverName),
+    staged(`${p.stagingDir}/conf.d/report_stats.yaml`, overrides.reportStats),
     { path: p.bootstrapScript, content: renderSynapseBootstrap(options.bootstrap), permissions: "0755" },
     { path: p.bootstrapUnit, content: BOOTSTRAP_UNIT },
     ...(options.packageVersion !== undefined
       ? [{ path: p.installScript, content: renderSynapseInstall(options.packageVersion), permissions: "0755" }]
       : []),
+  ];
+}
+
+/**
+ * Synapse's secret files, pushed root-only (0600) through the LXD API: the sections of the
+ * configuration that hold secrets, and the admin's initial password (any characters: the file
+ * holds it verbatim). The bootstrap waits for both and installs the first as conf.d/secrets.yaml
+ * (root, the Synapse group, 0640); the password file stays root-only.
+ */
+export function synapseSecretFiles(homeserver: HomeserverOptions, adminPassword: string): SecretFile[] {
+  return [
+    { name: "synapse-config", path: SYNAPSE_PATHS.secretsConfig, content: renderSecretsConfig(homeserver) },
+    { name: "admin-password", path: SYNAPSE_PATHS.adminPasswordFile, content: adminPassword },
   ];
 }
 

@@ -1,7 +1,9 @@
 /**
  * coturn's configuration: a consul-template template for turnserver.conf that reads the ports
- * and the TURN domain from Consul KV (`service/coturn/*`), the systemd drop-in that runs coturn
- * only with that file, points it at the TURN domain's certificate once the ingress proxy has
+ * and the TURN domain from Consul KV (`service/coturn/*`) and holds no secret, the shared secret
+ * as its own file (pushed root-only by the LXD API, never in the user-data), the systemd drop-in
+ * that runs coturn only once both exist and has coturn-prepare assemble them into the file coturn
+ * reads, points it at the TURN domain's certificate once the ingress proxy has
  * issued it (the self-signed fallback until then) and lets it read the key, and a timer that
  * restarts coturn when that certificate appears or is renewed on the shared volume.
  */
@@ -11,11 +13,16 @@ import { kvPaths } from "../kv";
 import { FALLBACK_CERT, SHARED_CERTS_GID, sharedCertificateFiles } from "./certbot";
 
 /**
- * Where consul-template writes the configuration. Not Debian's /etc/turnserver.conf: the
- * package starts coturn with that file's defaults (no authentication, every interface) as soon
- * as it is installed, so coturn runs only once this file exists (see COTURN_DROP_IN).
+ * The configuration coturn reads, assembled by COTURN_PREPARE_SCRIPT before each start from
+ * COTURN_RENDERED_PATH and COTURN_SECRET_PATH (root and the turnserver group, 0640). Not
+ * Debian's /etc/turnserver.conf: the package starts coturn with that file's defaults (no
+ * authentication, every interface) as soon as it is installed.
  */
 export const COTURN_CONFIG_PATH = "/etc/coturn/turnserver.conf";
+/** Where consul-template writes the configuration without the secret; coturn runs only once it exists (see COTURN_DROP_IN). */
+export const COTURN_RENDERED_PATH = "/etc/coturn/turnserver.rendered.conf";
+/** The `static-auth-secret=` line, pushed by the LXD API (root, 0600). */
+export const COTURN_SECRET_PATH = "/etc/coturn/static-auth-secret.conf";
 export const COTURN_PREPARE_SCRIPT = "/usr/local/sbin/coturn-prepare";
 export const COTURN_CERT_STAMP = "/run/coturn-certificate.sha256";
 /**
@@ -44,11 +51,6 @@ export interface TurnserverPorts {
 }
 
 export interface TurnserverOptions {
-  /**
-   * The shared secret of the TURN REST API (`static-auth-secret`). At synth time a Terraform
-   * token, so the secret reaches the container through the user-data and never cdktf.out.
-   */
-  readonly staticAuthSecret: string;
   /** The container's static IPv4 address: coturn listens and relays on it. */
   readonly ipv4: string;
   /** The container's static IPv6 address, on dual-stack hosts. @default IPv4 only */
@@ -61,6 +63,14 @@ export interface TurnserverOptions {
   readonly defaults: TurnserverPorts;
   /** Further networks to deny as peers, e.g. the host network when its IPv6 prefix is public. @default none */
   readonly deniedNetworks?: readonly string[];
+  /**
+   * The host's own public addresses (e.g. `publicIpv4` when `externalIpv4` differs), denied as
+   * peers so that a client cannot reach what the host serves there through the relay. The
+   * external addresses are always denied too (coturn 4.6 already refuses its own external-ip,
+   * which it maps to the relay address; the explicit entry does not depend on that).
+   * @default none besides externalIpv4 and externalIpv6
+   */
+  readonly hostAddresses?: readonly string[];
   /** Relays one user may hold at a time (Synapse's TURN guide suggests 12). @default 12 */
   readonly userQuota?: number;
   /** Relays the server holds at a time. @default 1200 */
@@ -168,11 +178,13 @@ function kvPort(setting: "listening-port" | "tls-listening-port" | "min-port" | 
  * the proxy's self-signed fallback until then (COTURN_TLS_LINKS).
  */
 export function renderTurnserverTemplate(options: TurnserverOptions): string {
-  if (/[\r\n]/.test(options.staticAuthSecret)) throw new Error("staticAuthSecret must be a single line");
   const addresses = [options.ipv4, ...(options.ipv6 ? [options.ipv6] : [])];
   const external = [`${options.externalIpv4}/${options.ipv4}`];
   if (options.ipv6 && options.externalIpv6) external.push(`${options.externalIpv6}/${options.ipv6}`);
-  const denied = [...DENIED_PEER_NETWORKS, ...(options.deniedNetworks ?? [])];
+  const own = [options.externalIpv4, ...(options.externalIpv6 ? [options.externalIpv6] : []), ...(options.hostAddresses ?? [])];
+  // A single address: `/32` or `/128`, which coturnPeerRanges renders as that address alone.
+  const hostAddresses = [...new Set(own.map((a) => (a.includes(":") ? `${a}/128` : `${a}/32`)))];
+  const denied = [...DENIED_PEER_NETWORKS, ...(options.deniedNetworks ?? []), ...hostAddresses];
 
   return [
     "# coturn configuration, rendered by consul-template from Consul KV service/coturn/*; do not edit.",
@@ -190,10 +202,10 @@ export function renderTurnserverTemplate(options: TurnserverOptions): string {
     ...addresses.map((a) => `relay-ip=${a}`),
     ...external.map((e) => `external-ip=${e}`),
     "",
-    "# TURN REST API credentials: time-limited users derived from the shared secret.",
+    "# TURN REST API credentials: time-limited users derived from the shared secret, whose",
+    `# static-auth-secret line coturn-prepare appends from ${COTURN_SECRET_PATH}.`,
     "fingerprint",
     "use-auth-secret",
-    `static-auth-secret=${options.staticAuthSecret}`,
     `user-quota=${options.userQuota ?? 12}`,
     `total-quota=${options.totalQuota ?? 1200}`,
     "",
@@ -208,7 +220,7 @@ export function renderTurnserverTemplate(options: TurnserverOptions): string {
     "no-tlsv1",
     "no-tlsv1_1",
     "",
-    "# Relay UDP to public peers only.",
+    "# Relay UDP to public peers only: not to special-purpose ranges, the host network or the host itself.",
     "no-tcp-relay",
     "no-multicast-peers",
     ...denied.flatMap(coturnPeerRanges).map((r) => `denied-peer-ip=${r}`),
@@ -226,12 +238,12 @@ export function renderTurnserverTemplate(options: TurnserverOptions): string {
 
 /**
  * The drop-in for Debian's coturn.service (which runs as the `turnserver` user): run coturn
- * only with the rendered configuration, let it read the certificate key through the
+ * only once consul-template has rendered the configuration, assembled with the secret, let it read the certificate key through the
  * shared-certs group, allow listening ports below 1024, and record which certificate it loaded.
  * (Its static addresses may come up after it starts: COTURN_SYSCTL lets it bind them anyway.)
  */
 export const COTURN_DROP_IN = `[Unit]
-ConditionPathExists=${COTURN_CONFIG_PATH}
+ConditionPathExists=${COTURN_RENDERED_PATH}
 Wants=network-online.target
 After=network-online.target
 
@@ -244,8 +256,9 @@ ExecStart=/usr/bin/turnserver -c ${COTURN_CONFIG_PATH} --pidfile=
 `;
 
 /**
- * COTURN_PREPARE_SCRIPT. `start` (as root before coturn starts): let coturn read the
- * configuration, which holds the secret; point COTURN_TLS_LINKS at the realm's certificate if
+ * COTURN_PREPARE_SCRIPT. `start` (as root before coturn starts): assemble COTURN_CONFIG_PATH from
+ * the rendered configuration and the secret line (refusing to start without a well-formed one),
+ * readable by root and the turnserver group only; point COTURN_TLS_LINKS at the realm's certificate if
  * both its files exist on the shared volume, else at the fallback; and record a checksum of that
  * choice. `refresh` (from the timer): restart coturn when the pair `start` would choose now
  * differs from that checksum, i.e. the ingress proxy has issued the first certificate or
@@ -257,12 +270,14 @@ export function renderCoturnPrepareScript(): string {
     "#!/bin/sh",
     "set -eu",
     `conf=${COTURN_CONFIG_PATH}`,
+    `rendered=${COTURN_RENDERED_PATH}`,
+    `secret=${COTURN_SECRET_PATH}`,
     `stamp=${COTURN_CERT_STAMP}`,
     `links=${COTURN_TLS_LINKS.dir}`,
     "",
     "# The realm's certificate and key once both exist, else the self-signed fallback.",
     "certificate_pair() {",
-    '  realm="$(sed -n "s/^realm=//p" "$conf")"',
+    '  realm="$(sed -n "s/^realm=//p" "$rendered")"',
     `  if [ -n "$realm" ] && [ -s "${domain.fullchain}" ] && [ -s "${domain.key}" ]; then`,
     `    echo "${domain.fullchain} ${domain.key}"`,
     "  else",
@@ -277,8 +292,16 @@ export function renderCoturnPrepareScript(): string {
     "",
     'case "$*" in',
     "  start)",
-    '    chown root:turnserver "$conf"',
-    '    chmod 0640 "$conf"',
+    "    # One line, `static-auth-secret=` and the secret: nothing else may reach the configuration.",
+    '    if [ "$(grep -c "" "$secret" 2>/dev/null)" != 1 ] || ! grep -qE "^static-auth-secret=[^[:space:]#]+$" "$secret"; then',
+    '      echo "coturn-prepare: $secret is missing or not one static-auth-secret line: Terraform pushes it through the LXD API; was the apply interrupted?" >&2',
+    "      exit 1",
+    "    fi",
+    "    # Never readable by others, not even while it is written; the secret is never on a command line.",
+    '    (umask 077 && { cat "$rendered"; echo; cat "$secret"; } > "$conf.new")',
+    '    chown root:turnserver "$conf.new"',
+    '    chmod 0640 "$conf.new"',
+    '    mv "$conf.new" "$conf"',
     "    set -- $(certificate_pair)",
     '    mkdir -p "$links"',
     '    ln -sfn "$1" "$links/fullchain.pem"',
@@ -286,7 +309,7 @@ export function renderCoturnPrepareScript(): string {
     '    certificate_sum > "$stamp"',
     "    ;;",
     "  refresh)",
-    '    [ -f "$conf" ] && systemctl -q is-active coturn.service || exit 0',
+    '    [ -f "$rendered" ] && systemctl -q is-active coturn.service || exit 0',
     '    if [ "$(certificate_sum)" != "$(cat "$stamp" 2>/dev/null)" ]; then',
     '      echo "coturn-prepare: the TLS certificate changed, restarting coturn"',
     "      systemctl restart coturn.service",
@@ -337,6 +360,12 @@ export function coturnFiles(): CloudInitFile[] {
     { path: "/etc/systemd/system/coturn-certificate-refresh.service", content: REFRESH_SERVICE },
     { path: "/etc/systemd/system/coturn-certificate-refresh.timer", content: REFRESH_TIMER },
   ];
+}
+
+/** The content of COTURN_SECRET_PATH: coturn's `static-auth-secret` line. */
+export function renderStaticAuthSecret(secret: string): string {
+  if (/[\r\n]/.test(secret)) throw new Error("the TURN shared secret must be a single line");
+  return `static-auth-secret=${secret}\n`;
 }
 
 /** First-boot commands: the group that may read the shared keys, then the units. */

@@ -199,6 +199,26 @@ async function main() {
     await Promise.all(containers.map((c) => waitFor(`cloud-init in ${c}`, async () => (await cloudInitDone(c), true), { timeoutMs: 240_000, intervalMs: 2000 })));
   });
 
+  await check("no secret is readable by an unprivileged user in any container (files, cloud-init data, /dev/lxd)", () => {
+    // Every generated secret from the state, and the admin password.
+    const state = JSON.parse(run(terraform, ["show", "-json", "-no-color"], { cwd: stackDir(workA, project.id), env: tfEnv }));
+    const resources = [state.values?.root_module, ...(state.values?.root_module?.child_modules ?? [])].flatMap((m) => m?.resources ?? []);
+    const secrets = [adminPassword, ...resources.filter((r) => r.type === "random_password").map((r) => r.values.result)];
+    assert(secrets.length >= 6, `found only ${secrets.length} secrets in the state`);
+    const exposed = [];
+    for (const c of containers) {
+      // As nobody: search where configuration lives, cloud-init's copies (/run/cloud-init, /var/lib/cloud) included.
+      const script = "grep -rlIF -f /dev/stdin /etc /run /var /tmp /opt /usr/local /srv /home /root 2>/dev/null; true";
+      const found = lxcExec(c, ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", script], { input: `${secrets.join("\n")}\n`, timeoutMs: 300_000 }).trim();
+      if (found) exposed.push(`${c}: ${found.split("\n").join(", ")}`);
+      // /dev/lxd answers every user with the config: it must hold no secret either.
+      const devlxd = run("lxc", ["config", "get", c, "security.devlxd"]).trim();
+      const config = run("lxc", ["config", "show", c]);
+      if (secrets.some((v) => config.includes(v))) exposed.push(`${c}: the instance config (served on /dev/lxd/sock: security.devlxd=${devlxd || "true"})`);
+    }
+    assert(exposed.length === 0, `secrets readable by nobody:\n${exposed.join("\n")}`);
+  });
+
   const proxyName = containersOf(["ingress-proxy", `${cfg.host.id}-ingress`]).find((c) => c.includes("ingress")) ?? "ingress-proxy";
   // The one certificate the client trusts: the proxy's self-signed fallback, read from its container.
   const ca = lxcExec(proxyName, ["cat", "/var/certs/fallback.fullchain.pem"]);

@@ -363,6 +363,7 @@ const SYNAPSE_CHECK_PY = String.raw`
 import logging.config, os, sys, yaml
 
 root, src = sys.argv[1], sys.argv[2]
+confd_src = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
 
 def rw(v):
     if isinstance(v, str) and v.startswith("/") and not v.startswith("//") \
@@ -379,6 +380,17 @@ with open(src) as f:
 conf_path = os.path.join(root, "homeserver.yaml")
 with open(conf_path, "w") as f:
     yaml.safe_dump(rw(raw), f, sort_keys=False)
+config_args = ["-c", conf_path]
+# conf.d fragments, read after homeserver.yaml as --config-path <dir>/ reads them (sorted by name).
+if confd_src:
+    confd = os.path.join(root, "conf.d")
+    os.makedirs(confd)
+    for name in sorted(os.listdir(confd_src)):
+        with open(os.path.join(confd_src, name)) as f:
+            fragment = yaml.safe_load(f)
+        with open(os.path.join(confd, name), "w") as f:
+            yaml.safe_dump(rw(fragment), f, sort_keys=False)
+    config_args += ["-c", confd + "/"]
 
 # Directories that packaging / provisioning create on a real host (Synapse
 # writes a missing signing key or log config into them, but won't mkdir).
@@ -394,7 +406,7 @@ from synapse.config._base import ConfigError, format_config_error
 from synapse.config.homeserver import HomeServerConfig
 
 try:
-    config = HomeServerConfig.load_or_generate_config("Synapse Homeserver", ["-c", conf_path])
+    config = HomeServerConfig.load_or_generate_config("Synapse Homeserver", config_args)
 except ConfigError as e:
     sys.stderr.write("\n")
     for line in format_config_error(e):
@@ -427,15 +439,25 @@ for db in config.database.databases:
 
 print("synapse %s: config OK (server_name=%s, listeners=%d, databases=%s)" % (
     synapse.__version__, config.server.server_name, len(config.server.listeners), ",".join(engines)))
+# Which secret settings the loaded configuration holds (names only, never values).
+secrets = {
+    "registration_shared_secret": config.registration.registration_shared_secret,
+    "macaroon_secret_key": config.key.macaroon_secret_key,
+    "form_secret": config.key.form_secret,
+    "turn_shared_secret": config.voip.turn_shared_secret,
+    "password_pepper": config.auth.password_pepper,
+    "smtp_pass": getattr(config.email, "email_smtp_pass", None),
+}
+print("secrets set: %s" % " ".join(sorted(k for k, v in secrets.items() if v)))
 
 # Optional probes: which addresses Synapse's own checks refuse (outbound requests and URL
 # previews) and which URLs its URL-preview pattern blocklist refuses.
-if len(sys.argv) > 3:
+if len(sys.argv) > 4:
     import json, types
     from netaddr import IPAddress
     from synapse.http.client import _is_ip_blocked
     from synapse.media.url_previewer import UrlPreviewer
-    with open(sys.argv[3]) as f:
+    with open(sys.argv[4]) as f:
         probes = json.load(f)
     previewer = types.SimpleNamespace(url_preview_url_blocklist=config.media.url_preview_url_blocklist)
     result = {
@@ -463,8 +485,8 @@ export interface SynapseProbeResult {
 }
 
 /** Loads homeserver.yaml as checkSynapseConfig does and asks Synapse's own code what it blocks. */
-export function probeSynapseBlocklists(homeserverYaml: string, probes: SynapseProbes, extraFiles?: Record<string, string>): SynapseProbeResult {
-  const out = checkSynapseConfig(homeserverYaml, extraFiles, probes);
+export function probeSynapseBlocklists(homeserverYaml: string, probes: SynapseProbes, extraFiles?: Record<string, string>, confD?: Record<string, string>): SynapseProbeResult {
+  const out = checkSynapseConfig(homeserverYaml, extraFiles, confD, probes);
   const line = out.split("\n").find((l) => l.startsWith("PROBES "));
   if (!line) throw new Error(`the Synapse probe printed no result:\n${out}`);
   return JSON.parse(line.slice("PROBES ".length)) as SynapseProbeResult;
@@ -479,7 +501,7 @@ export function probeSynapseBlocklists(homeserverYaml: string, probes: SynapsePr
  * does at startup (the directories of log_config, signing_key_path and
  * pid_file are created first, as packaging would).
  */
-export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>, probes?: SynapseProbes): string {
+export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<string, string>, confD?: Record<string, string>, probes?: SynapseProbes): string {
   const venv = synapseVenv();
   const python = requireTool(path.join(venv, "bin", "python"), `Synapse venv python (${venv})`);
   if (!fs.existsSync(path.join(venv, ".matrix-lxd-ready"))) {
@@ -499,12 +521,18 @@ export function checkSynapseConfig(homeserverYaml: string, extraFiles?: Record<s
     delete env.PYTHONHOME;
     const script = path.join(root, "check-synapse-config.py");
     fs.writeFileSync(script, SYNAPSE_CHECK_PY);
-    const probeArgs: string[] = [];
-    if (probes) {
-      probeArgs.push(path.join(root, "probes.json"));
-      fs.writeFileSync(probeArgs[0], JSON.stringify(probes));
+    const confDArgs: string[] = ["-"];
+    if (confD) {
+      const dir = path.join(root, "conf.d.input");
+      fs.mkdirSync(dir);
+      for (const [name, content] of Object.entries(confD)) fs.writeFileSync(path.join(dir, name), content, { mode: 0o600 });
+      confDArgs[0] = dir;
     }
-    return run("synapse config loader", python, [script, root, input, ...probeArgs], {
+    if (probes) {
+      confDArgs.push(path.join(root, "probes.json"));
+      fs.writeFileSync(confDArgs[1], JSON.stringify(probes));
+    }
+    return run("synapse config loader", python, [script, root, input, ...confDArgs], {
       name: "homeserver.yaml",
       text: homeserverYaml,
     }, { cwd: root, env });
