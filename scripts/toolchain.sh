@@ -22,6 +22,10 @@
 #       only a Terraform CLI (its path in <cache>/terraform-cli), the Consul agent and
 #       consul-template (into <cache>/bin), which the unit tests use to validate
 #       provider-free Terraform and render consul-template templates for real; no providers.
+#   scripts/toolchain.sh host-tools
+#       only what scripts/host.sh and scripts/images.sh need to make this machine an
+#       LXD + Consul host and build images: the Consul agent, LXD plus nftables (the host's
+#       outbound guard), debootstrap and zstd (image builds). Nothing is started.
 #
 # Everything is cached outside the work tree, keyed by version, in
 #   ${MATRIX_LXD_CACHE:-$HOME/.cache/matrix-lxd}
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
     providers) CMD=providers ;;
     schemas) CMD=schemas ;;
     test-tools) CMD=test-tools ;;
+    host-tools) CMD=host-tools ;;
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT_DIR="$2"; shift ;;
     --out=*) OUT_DIR="${1#--out=}" ;;
     --lxd-major) [ $# -ge 2 ] || die "--lxd-major needs 1, 3 or all"; LXD_MAJOR="$2"; shift ;;
@@ -122,7 +127,7 @@ apt_update_once() {
   if [ "$APT_UPDATED" = 0 ]; then
     local t; t=$(now_ms)
     log "apt-get update"
-    $SUDO apt-get update -qq
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
     APT_UPDATED=1
     log "apt-get update done ($(elapsed "$t"))"
   fi
@@ -137,7 +142,7 @@ apt_install() { # apt_install PKG...  (service starts blocked while it runs)
   fi
   log "apt-get install $*"
   local rc=0
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >/dev/null || rc=$?
   if [ "$own_policy" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
   [ "$rc" = 0 ] || die "apt-get install $* failed (exit $rc)"
@@ -342,11 +347,11 @@ install_consul() {
 
 # ------------------------------------------------------------------ 3. LXD
 LXD_PKGS=()
-plan_lxd() {
+plan_lxd() { # plan_lxd [EXTRA_PACKAGE...]
   local p
-  for p in lxd iptables; do dpkg_installed "$p" || LXD_PKGS+=("$p"); done
+  for p in lxd iptables "$@"; do dpkg_installed "$p" || LXD_PKGS+=("$p"); done
   if [ "${#LXD_PKGS[@]}" = 0 ]; then
-    log "lxd: installed ($(dpkg-query -W -f='${Version}' lxd)), iptables installed"
+    log "lxd: installed ($(dpkg-query -W -f='${Version}' lxd)), iptables${*:+ $*} installed"
   fi
 }
 install_lxd() {
@@ -421,6 +426,14 @@ PY
 # ------------------------------------------------------------------ main
 log "cache: $CACHE"
 case "$CMD" in
+  host-tools)
+    plan_consul
+    plan_lxd nftables debootstrap zstd
+    install_consul
+    install_lxd
+    log "host tools ready ($(elapsed "$T_START"))"
+    exit 0
+    ;;
   test-tools)
     step_cli
     # The unit tests validate provider-free parts of the synthesized stacks with this CLI.
