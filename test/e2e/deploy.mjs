@@ -385,6 +385,13 @@ try {
 } finally {
   client?.close();
   if (!keep) {
+    // After a failure the stacks may still be up: remove them (data included) before the host.
+    for (const [dir, id, env] of [[workB, "e2e-second", { TF_VAR_turn_shared_secret: "unused" }], [workA, project.id, {}]]) {
+      if (!fs.existsSync(path.join(stackDir(dir, id), "cdk.tf.json")) || !fs.existsSync(path.join(dir, `terraform.${id}.tfstate`))) continue;
+      await step(`teardown: destroy ${id} (data included)`, () =>
+        stream("bash", [path.join(ROOT, "scripts", "local.sh"), "destroy", "--purge", "--stack-dir", stackDir(dir, id)], { env: { ...tfEnv, ...env } }).then((r) => assert(r.status === 0, r.tail)),
+      ).catch(() => (exitCode = 1));
+    }
     await step("teardown: host down, data volumes purged", () =>
       stream("bash", [path.join(ROOT, "scripts", "host.sh"), "down", "--purge", configFile]).then((r) => assert(r.status === 0, r.tail)),
     ).catch(() => (exitCode = 1));
