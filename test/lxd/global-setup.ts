@@ -12,7 +12,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { planFromSynth } from "./support/stack";
-import { CLIENT, Consul, ROOT, STATE_FILE, SUITE_MARKER, SuiteState, createInstance, instanceExists, lxc, must, run, waitForCloudInitAsync } from "./support/lxd";
+import { CLIENT, Consul, ROOT, STATE_FILE, SUITE_MARKER, SuiteState, createInstance, instanceExists, lxc, must, pushFile, run, waitForCloudInitAsync } from "./support/lxd";
 import { teardownDeployment } from "./support/teardown";
 
 export function hostFacts(config: string): Record<string, string> {
@@ -83,7 +83,10 @@ export default async function globalSetup(): Promise<void> {
       launched[name] = Date.now();
       lxc("start", name);
     }
-    log(`started ${names.length} containers; waiting for cloud-init`);
+    // The secrets arrive as Terraform delivers them: pushed into the running containers, whose
+    // first boot waits for them.
+    for (const file of plan.files) pushFile(file);
+    log(`started ${names.length} containers, pushed ${plan.files.length} secret files; waiting for cloud-init`);
     await Promise.all(
       names.map(async (name) => {
         const r = await waitForCloudInitAsync(name);

@@ -6,7 +6,7 @@
 import { execFile, execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import type { DeployPlan, PlannedInstance } from "./stack";
+import type { DeployPlan, PlannedFile, PlannedInstance } from "./stack";
 
 export const ROOT = path.resolve(__dirname, "..", "..", "..");
 /** Where the global setup leaves the deployment for the tests. */
@@ -81,6 +81,13 @@ export function createInstance(inst: PlannedInstance): void {
   for (const d of inst.devices) {
     lxc("config", "device", "add", inst.name, d.name, d.type, ...Object.entries(d.properties).map(([k, v]) => `${k}=${v}`));
   }
+}
+
+/** Pushes a file into a running container as Terraform's lxd_instance_file does (mode, owner, parents). */
+export function pushFile(file: PlannedFile): void {
+  must("lxc", ["file", "push", "-", `${file.container}${file.path}`, "--create-dirs", "--mode", file.mode, "--uid", String(file.uid), "--gid", String(file.gid)], {
+    input: file.content,
+  });
 }
 
 /** Waits until cloud-init in the container has finished; returns its `status --long` text and status. */

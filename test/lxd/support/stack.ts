@@ -32,6 +32,16 @@ export interface PlannedInstance {
   readonly devices: PlannedDevice[];
 }
 
+/** A file Terraform pushes into a running container (`lxd_instance_file`): the secrets. */
+export interface PlannedFile {
+  readonly container: string;
+  readonly path: string;
+  readonly content: string;
+  readonly mode: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
 export interface PlannedService {
   readonly node: string;
   readonly address: string;
@@ -43,6 +53,8 @@ export interface PlannedService {
 export interface DeployPlan {
   readonly volumes: PlannedVolume[];
   readonly instances: PlannedInstance[];
+  /** Files pushed into the containers once they run. */
+  readonly files: PlannedFile[];
   /** Consul KV path → value. */
   readonly kv: Record<string, string>;
   readonly services: PlannedService[];
@@ -124,6 +136,8 @@ class Evaluator {
           return Buffer.from(String(arg), "utf8").toString("base64");
         case "md5":
           return crypto.createHash("md5").update(String(arg)).digest("hex");
+        case "sha256":
+          return crypto.createHash("sha256").update(String(arg)).digest("hex");
         default:
           throw new Error(`function ${call[1]}() is not supported by the suite: ${expr}`);
       }
@@ -142,7 +156,7 @@ class Evaluator {
 /** Builds the deploy plan of a synthesized stack (the parsed cdk.tf.json). */
 export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): DeployPlan {
   const resources: Record<string, Record<string, Json>> = tf.resource ?? {};
-  const known = new Set(["consul_keys", "consul_node", "consul_service", "lxd_instance", "lxd_storage_volume", "random_password", "terraform_data"]);
+  const known = new Set(["consul_keys", "consul_node", "consul_service", "lxd_instance", "lxd_instance_file", "lxd_storage_volume", "random_password", "terraform_data"]);
   const unknown = Object.keys(resources).filter((t) => !known.has(t));
   if (unknown.length) throw new Error(`resource types the suite cannot create: ${unknown.join(", ")}`);
 
@@ -156,7 +170,7 @@ export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): De
     if (rest.length) throw new Error(`reference ${traversal} is not supported by the suite`);
     if (type === "var" && id === "admin_password" && attr === undefined) return adminPassword;
     if (type === "random_password" && attr === "result" && id in secrets) return secrets[id];
-    if ((type === "lxd_storage_volume" || type === "consul_node") && attr === "name" && resources[type]?.[id]) {
+    if ((type === "lxd_storage_volume" || type === "consul_node" || type === "lxd_instance") && attr === "name" && resources[type]?.[id]) {
       return evaluator.template(resources[type][id].name);
     }
     throw new Error(`reference ${traversal} is not supported by the suite`);
@@ -182,6 +196,14 @@ export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): De
       })),
     };
   });
+  const files = Object.values(resources.lxd_instance_file ?? {}).map((f) => ({
+    container: t(f.instance),
+    path: t(f.target_path),
+    content: t(f.content),
+    mode: f.mode ?? "0644",
+    uid: Number(f.uid ?? 0),
+    gid: Number(f.gid ?? 0),
+  }));
   const kv: Record<string, string> = {};
   for (const r of Object.values(resources.consul_keys ?? {})) {
     for (const key of r.key ?? []) kv[t(key.path)] = t(key.value);
@@ -193,5 +215,5 @@ export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): De
     port: Number(s.port),
     tags: (s.tags ?? []).map(t),
   }));
-  return { volumes, instances, kv, services, secrets, adminPassword };
+  return { volumes, instances, files, kv, services, secrets, adminPassword };
 }
