@@ -240,6 +240,18 @@ function v1Remote(host: Host): { scheme: string; address: string; port?: string 
   return { scheme: "unix", address: path === "" ? "/var/lib/lxd/unix.socket" : path };
 }
 
+/**
+ * The name of 1.x's one remote. 1.9.1 reads the remote of a file resource (`lxd_container_file`)
+ * back from its id through the lxc client's remote list, which holds the provider's own remotes
+ * only once something has connected to them: deleting or replacing a file then fails with
+ * "unable to retrieve container : not found" (seen in a real deploy, on every Synapse replacement).
+ * The local daemon is therefore always "local", which that list has from the start; an https
+ * remote must also be in the lxc client configuration under the same name.
+ */
+function v1RemoteName(host: Host): string {
+  return v1Remote(host).scheme === "unix" ? "local" : host.lxd.remoteName;
+}
+
 const v1: LxdDialect = {
   major: 1,
   providerVersion: lxdVersions["1"],
@@ -250,7 +262,7 @@ const v1: LxdDialect = {
       generateClientCertificates: false,
       acceptRemoteCertificate: false,
       // `remote` on resources stays empty (changing it later replaces them): this remote is the default.
-      lxdRemote: [{ name: host.lxd.remoteName, default: true, ...v1Remote(host) }],
+      lxdRemote: [{ name: v1RemoteName(host), default: true, ...v1Remote(host) }],
     });
   },
   volume(scope, id, host, spec) {
