@@ -331,7 +331,13 @@ async function main() {
     assert(outside.length === 0, `the upgrade also changes: ${outside.map((c) => `${c.address} ${c.change.actions}`).join(", ")}`);
     const stop = watchAvailability(async () => (await get(f, `${base}/_matrix/client/versions`)).status === 200);
     await deploy(workA);
-    await waitFor("Synapse back after the replacement", async () => (await get(f, `${base}/_matrix/client/versions`)).status === 200, { timeoutMs: 120_000, intervalMs: 250 });
+    await cloudInitDone(containerName("synapse"));
+    // Back means answering steadily: the proxy's health checks can still take it out for a moment.
+    let streak = 0;
+    await waitFor("Synapse answering steadily after the replacement", async () => {
+      streak = (await get(f, `${base}/_matrix/client/versions`).catch(() => ({ status: 0 }))).status === 200 ? streak + 1 : 0;
+      return streak >= 12;
+    }, { timeoutMs: 120_000, intervalMs: 250 });
     figures.synapseDowntimeS = (await stop()) / 1000;
     const again = await login(base, f, "e2euser", userPassword);
     const seen = await readMessages(again, figures.room.roomId);
