@@ -114,13 +114,14 @@ describe("well-known, Element, synapse-admin", () => {
     expect(config.disable_custom_urls).toBe(true);
   });
 
-  test("synapse-admin answers the admin network (the client container) with its config.json", () => {
-    const r = shIn(d.client, `curl -sS -m 5 http://${d.address("synapse-admin")}/config.json`);
+  test("synapse-admin answers the admin network (by default the host itself) with its config.json", () => {
+    const r = curl([`http://${d.address("synapse-admin")}/config.json`], 5);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).restrictBaseUrl).toBe(`http://${d.address("synapse")}:8008`);
+    expect(JSON.parse(r.body).restrictBaseUrl).toBe(`http://${d.address("synapse")}:8008`);
   });
 
-  test("synapse-admin drops a source outside the admin network", () => {
+  test("synapse-admin drops other containers and sources outside the admin network", () => {
+    expect(shIn(d.client, `curl -s -o /dev/null -m 3 http://${d.address("synapse-admin")}/`).code).toBe(28);
     expect(curlFromOutsideNetwork(d, `http://${d.address("synapse-admin")}/`)).toBe(28);
   });
 

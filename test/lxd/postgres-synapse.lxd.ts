@@ -27,13 +27,13 @@ describe("PostgreSQL", () => {
     expect(r.stdout.trim()).toBe(`${database}|UTF8|C|C|${owner}`);
   });
 
-  test("the Synapse role logs in from the Synapse container (its homeserver.yaml settings)", () => {
+  test("the Synapse role logs in from the Synapse container (its settings, from the pushed secrets fragment)", () => {
     const r = inContainer(synapse, [
       "/opt/venvs/matrix-synapse/bin/python",
       "-c",
       [
         "import yaml, psycopg2",
-        "a = yaml.safe_load(open('/etc/matrix-synapse/homeserver.yaml'))['database']['args']",
+        "a = yaml.safe_load(open('/etc/matrix-synapse/conf.d/secrets.yaml'))['database']['args']",
         "c = psycopg2.connect(connect_timeout=5, **{k: v for k, v in a.items() if not k.startswith('cp_')})",
         "cur = c.cursor(); cur.execute('SELECT current_user, current_database()'); print('|'.join(cur.fetchone()))",
       ].join("\n"),
@@ -48,10 +48,27 @@ describe("PostgreSQL", () => {
     expect(r.code).not.toBe(0);
   });
 
-  test("the postgres superuser cannot log in over the network", () => {
+  test("PostgreSQL drops containers that no registration names as a client", () => {
     const r = shIn(d.client, `PGPASSWORD=x PGCONNECT_TIMEOUT=5 psql -XAtq -h ${d.address("postgres")} -U postgres -d postgres -c 'SELECT 1'`);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/pg_hba\.conf rejects connection/);
+    expect(r.stderr).toMatch(/timeout expired/);
+  });
+
+  test("the postgres superuser cannot log in over the network, not even from a registered client", () => {
+    const r = inContainer(synapse, [
+      "/opt/venvs/matrix-synapse/bin/python",
+      "-c",
+      [
+        "import psycopg2",
+        "try:",
+        `    psycopg2.connect(host='${d.address("postgres")}', user='postgres', password='x', dbname='postgres', sslmode='require', connect_timeout=5)`,
+        "    print('connected')",
+        "except psycopg2.OperationalError as e:",
+        "    print(str(e).strip().splitlines()[-1])",
+      ].join("\n"),
+    ]);
+    expect(r.stdout).not.toMatch(/^connected/);
+    expect(r.stdout).toMatch(/pg_hba\.conf rejects connection|no pg_hba\.conf entry/);
   });
 });
 
