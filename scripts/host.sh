@@ -24,7 +24,11 @@
 #      addresses), no NAT; with an IPv6 prefix in the file also <prefix>::<subnet>:1/112 with
 #      ipv6.dhcp.stateful (static IPv6 addresses on NICs need it), no NAT;
 #   7. starts a Consul server agent: datacenter = the file's datacenter (default: host id),
-#      HTTP and DNS on the bridge address only, data in <state>/consul.
+#      HTTP and DNS on the bridge address only, data in <state>/consul. With host.consul.acl
+#      (the default) ACLs are on with default deny: the ACL system is bootstrapped once and
+#      the management token kept root-only in <state>/consul/management-token (export it as
+#      CONSUL_HTTP_TOKEN for cdktf deploy); the agent answers DNS with a token that reads the
+#      catalog only (<state>/consul/dns-token), so HAProxy's lookups keep working.
 # Then it prints what the stack will use. A failed run undoes what that run created.
 #
 # down stops and removes what up recorded as created, in reverse: Consul, the bridge, the
@@ -86,6 +90,10 @@ consul_ours_running() {
     pid_alive "$STATE/consul.pid"
   fi
 }
+MANAGEMENT_TOKEN_FILE="$STATE/consul/management-token"
+DNS_TOKEN_FILE="$STATE/consul/dns-token"
+# 401 "ACL support disabled" without ACLs; 403 with ACLs on and no token.
+consul_acl_enabled() { [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$CONSUL_URL/v1/acl/policies" 2>/dev/null)" = 403 ]; }
 consul_leader() { curl -fsS -m 3 "$CONSUL_URL/v1/status/leader" 2>/dev/null | grep -q '"[0-9]'; }
 
 # ------------------------------------------------------------------ rollback of this run
@@ -290,6 +298,10 @@ ensure_consul() {
       -bind="$GATEWAY4" -advertise="$GATEWAY4" -client="$GATEWAY4"
       -http-port="$CONSUL_HTTP_PORT" -dns-port="$CONSUL_DNS_PORT" -domain="$CONSUL_DNS_DOMAIN"
       -data-dir="$data" -disable-host-node-id -log-level=warn)
+    if [ "$CONSUL_ACL" = 1 ]; then
+      # Agent tokens set through the API (the DNS token) survive restarts.
+      args+=(-hcl='acl { enabled = true, default_policy = "deny", down_policy = "extend-cache", enable_token_persistence = true }')
+    fi
     if systemd_pid1; then
       log "Consul: starting unit $CONSUL_UNIT (systemd-run)"
       systemd-run --unit="$CONSUL_UNIT" --property=Restart=on-failure "$CONSUL_BIN" "${args[@]}" >/dev/null
@@ -311,6 +323,70 @@ ensure_consul() {
   done
   consul_leader || die "Consul at $CONSUL_URL elected no leader within 30 s (see $STATE/consul/consul.log)"
   log "Consul: leader elected, $CONSUL_URL, DNS $CONSUL_IP:$CONSUL_DNS_PORT ($(elapsed "$t"))"
+  if [ "$CONSUL_ACL" = 1 ]; then
+    consul_acl_enabled || die "the running Consul agent at $CONSUL_URL has ACLs off, and the configuration wants them (host.consul.acl, default true): stop it (npm run host:down) and run host:up again, or set host.consul.acl: false"
+    ensure_consul_acl
+  elif consul_acl_enabled; then
+    die "the running Consul agent at $CONSUL_URL enforces ACLs, and the configuration turns them off (host.consul.acl: false): the stack would write nothing; remove that setting, or host:down --purge and host:up again"
+  fi
+}
+
+# POST/PUT to Consul's API with the management token; prints the body, fails on non-2xx.
+consul_api() {
+  local method="$1" path="$2" body="${3:-}"
+  local data=()
+  [ -z "$body" ] || data=(--data-binary "$body")
+  curl -fsS -m 10 -X "$method" -H "X-Consul-Token: $(cat "$MANAGEMENT_TOKEN_FILE")" "${data[@]}" "$CONSUL_URL$path"
+}
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+json_string() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+
+# Bootstraps the ACL system once, and gives the agent its DNS (default) and agent tokens.
+ensure_consul_acl() {
+  local t; t=$(now_ms)
+  if [ -s "$MANAGEMENT_TOKEN_FILE" ]; then
+    [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "X-Consul-Token: $(cat "$MANAGEMENT_TOKEN_FILE")" "$CONSUL_URL/v1/acl/token/self")" = 200 ] ||
+      die "the management token in $MANAGEMENT_TOKEN_FILE is not accepted by $CONSUL_URL (a Consul data directory from another bootstrap?); host:down --purge and host:up start over"
+    log "Consul ACLs: on, management token in $MANAGEMENT_TOKEN_FILE"
+  else
+    local out="" i code
+    # Right after the election the ACL system may still be starting: retry for up to 30 s.
+    for i in $(seq 1 30); do
+      code="$(curl -sS -m 5 -o "$STATE/consul/bootstrap.json" -w '%{http_code}' -X PUT "$CONSUL_URL/v1/acl/bootstrap" || true)"
+      [ "$code" = 200 ] && { out="$(cat "$STATE/consul/bootstrap.json")"; break; }
+      # 403: bootstrapped before, and the token is not here.
+      [ "$code" = 403 ] && die "Consul's ACL system at $CONSUL_URL was bootstrapped before, and $MANAGEMENT_TOKEN_FILE is missing: restore it, or host:down --purge and host:up start over"
+      sleep 1
+    done
+    rm -f "$STATE/consul/bootstrap.json"
+    [ -n "$out" ] || die "could not bootstrap Consul's ACL system at $CONSUL_URL within 30 s (see $STATE/consul/consul.log)"
+    (umask 077; printf '%s' "$(printf '%s' "$out" | json_field SecretID)" >"$MANAGEMENT_TOKEN_FILE")
+    chmod 0600 "$MANAGEMENT_TOKEN_FILE"
+    log "Consul ACLs: bootstrapped, management token in $MANAGEMENT_TOKEN_FILE (root only)"
+  fi
+  # The DNS token: the agent answers DNS queries with its default token. It reads the catalog
+  # only (the same rules as lib/render/consul-acl.ts CONSUL_DNS_POLICY); anonymous stays denied.
+  local policy="matrix-lxd-dns-read"
+  if ! consul_api GET "/v1/acl/policy/name/$policy" >/dev/null 2>&1; then
+    consul_api PUT /v1/acl/policy "{\"Name\": \"$policy\", \"Description\": \"Consul DNS on this host: read the catalog\", \"Rules\": $(json_string "$CONSUL_DNS_RULES")}" >/dev/null ||
+      die "could not create the ACL policy $policy"
+  fi
+  local agent_policy="matrix-lxd-agent-$HOST_ID"
+  if ! consul_api GET "/v1/acl/policy/name/$agent_policy" >/dev/null 2>&1; then
+    consul_api PUT /v1/acl/policy "{\"Name\": \"$agent_policy\", \"Description\": \"the Consul agent on $HOST_ID: its own node\", \"Rules\": $(json_string "node \"$HOST_ID\" { policy = \"write\" }")}" >/dev/null ||
+      die "could not create the ACL policy $agent_policy"
+  fi
+  if ! { [ -s "$DNS_TOKEN_FILE" ] &&
+    [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "X-Consul-Token: $(cat "$DNS_TOKEN_FILE")" "$CONSUL_URL/v1/acl/token/self")" = 200 ]; }; then
+    local token
+    token="$(consul_api PUT /v1/acl/token "{\"Description\": \"matrix-lxd: DNS and the agent on $HOST_ID\", \"Policies\": [{\"Name\": \"$policy\"}, {\"Name\": \"$agent_policy\"}]}" | json_field SecretID)" ||
+      die "could not create the agent's DNS token"
+    (umask 077; printf '%s' "$token" >"$DNS_TOKEN_FILE")
+  fi
+  # Idempotent, and persisted by the agent (enable_token_persistence).
+  consul_api PUT /v1/agent/token/default "{\"Token\": \"$(cat "$DNS_TOKEN_FILE")\"}" >/dev/null || die "could not set the agent's default (DNS) token"
+  consul_api PUT /v1/agent/token/agent "{\"Token\": \"$(cat "$DNS_TOKEN_FILE")\"}" >/dev/null || die "could not set the agent's own token"
+  log "Consul ACLs: default deny; DNS answers with a catalog-read token ($DNS_TOKEN_FILE) ($(elapsed "$t"))"
 }
 
 summary_up() {
@@ -319,6 +395,12 @@ summary_up() {
   echo "  LXD            $(lxc query /1.0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["environment"]["server_version"])') at unix://, storage pool $STORAGE_POOL, profiles $PROFILES"
   echo "  bridge         $NETWORK: $GATEWAY4/24 (DHCP .$DHCP_FIRST-.$DHCP_LAST)${GATEWAY6:+, $GATEWAY6/${NETWORK6#*/}}; no NAT, nothing forwarded off this machine"
   echo "  Consul         $CONSUL_URL, datacenter $CONSUL_DATACENTER, DNS $CONSUL_IP:$CONSUL_DNS_PORT, data $STATE/consul"
+  if [ "$CONSUL_ACL" = 1 ]; then
+    echo "  Consul ACLs    on (default deny); before cdktf deploy/destroy (npm run local:deploy does this itself):"
+    echo "                   export CONSUL_HTTP_TOKEN=\"\$(cat $MANAGEMENT_TOKEN_FILE)\""
+  else
+    echo "  Consul ACLs    off (host.consul.acl: false): every container can write Consul's KV"
+  fi
   [ "$PUBLIC_IPV4" = "$GATEWAY4" ] || echo "  note           host.public_ipv4 is $PUBLIC_IPV4: proxy devices listen there; it is not the bridge address"
   echo "  images:"
   local c key img
