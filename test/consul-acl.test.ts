@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Testing } from "cdktf";
 import { SharedModules } from "../constructs/modules/shared-modules";
+import { ServiceContainer } from "../constructs/core/service-container";
 import { Host } from "../lib/host";
 import { KV_PREFIX } from "../lib/kv";
 import { CONSUL_DNS_POLICY, CONSUL_TOKEN_PATH } from "../lib/render/consul-acl";
@@ -74,6 +75,30 @@ describe("Consul ACLs for the module containers", () => {
     expect(() => new Host({ hostId: "h", ipv4NetworkPart: "10.10.1", publicIpv4: "192.0.2.10", consul: { acl: "yes" as unknown as boolean } })).toThrow(
       /host\.consul\.acl: must be true or false, got "yes"/,
     );
+  });
+
+  test("a container's consulTemplate must say what it reads, as KV paths", () => {
+    const { stack, host } = hostStack();
+    expect(
+      () =>
+        new ServiceContainer(stack, "app", {
+          host,
+          name: "app",
+          hostPart: 40,
+          firewall: [],
+          consulTemplate: { templates: [], reads: { keyPrefixes: [] } },
+        }),
+    ).toThrow(/consulTemplate\.reads: must name the KV prefixes/);
+    expect(
+      () =>
+        new ServiceContainer(stack, "app2", {
+          host,
+          name: "app2",
+          hostPart: 41,
+          firewall: [],
+          consulTemplate: { templates: [], reads: { keyPrefixes: ["service/app", 'x" {} key_prefix "'] } },
+        }),
+    ).toThrow(/consulTemplate\.reads\.keyPrefixes\[1\]: must be a KV path/);
   });
 
   describe("with a real Consul agent (ACLs on, default deny)", () => {

@@ -170,6 +170,13 @@ export class ServiceContainer extends Construct {
       problems.check(attached.findIndex((o) => o.name === v.name) === i, `attachVolumes[${i}].name`, `${JSON.stringify(v.name)} is used twice; names must be unique`);
       problems.check(v.path.startsWith("/"), `attachVolumes[${i}].path`, `must be an absolute path, got ${JSON.stringify(v.path)}`);
     });
+    if (props.consulTemplate) {
+      const { keyPrefixes, catalog } = props.consulTemplate.reads;
+      problems.check(keyPrefixes.length > 0 || catalog === true, "consulTemplate.reads", "must name the KV prefixes (or the catalog) the templates read; with Consul ACLs that is all the container's token may read");
+      keyPrefixes.forEach((prefix, i) =>
+        problems.check(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/.test(prefix), `consulTemplate.reads.keyPrefixes[${i}]`, `must be a KV path such as "service/haproxy", got ${JSON.stringify(prefix)}`),
+      );
+    }
     const consulToken = props.consulTemplate && host.consul.acl ? consulReadToken(this, props.name, props.consulTemplate.reads) : undefined;
     const secrets = [...(props.secrets ?? []), ...(consulToken ? [{ name: "consul-token", path: CONSUL_TOKEN_PATH, content: consulToken }] : [])];
     const files = [
