@@ -28,7 +28,6 @@ if (!fs.existsSync(path.join(dist, "lib", "config.js"))) {
 const { loadConfig, DEFAULT_HOST_PARTS } = require(path.join(dist, "lib", "config"));
 const { ValidationError } = require(path.join(dist, "lib", "problems"));
 const { hostFromConfig } = require(path.join(dist, "constructs", "matrix", "matrix-standalone-stack"));
-const { CONSUL_DNS_POLICY } = require(path.join(dist, "lib", "render", "consul-acl"));
 
 const file = path.resolve(arg ?? process.env.MATRIX_CONFIG ?? path.join(root, "config", "example.yaml"));
 let config, host;
@@ -86,7 +85,6 @@ const lines = {
   CONSUL_DNS_PORT: host.consul.dnsPort,
   CONSUL_DNS_DOMAIN: host.consul.dnsDomain,
   CONSUL_ACL: host.consul.acl ? 1 : 0,
-  CONSUL_DNS_RULES: CONSUL_DNS_POLICY,
   CONTAINERS: containers.map(([name]) => name).join(" "),
 };
 for (const [k, v] of Object.entries(lines)) console.log(`${k}=${q(v)}`);

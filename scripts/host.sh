@@ -91,7 +91,6 @@ consul_ours_running() {
   fi
 }
 MANAGEMENT_TOKEN_FILE="$STATE/consul/management-token"
-DNS_TOKEN_FILE="$STATE/consul/dns-token"
 # 401 "ACL support disabled" without ACLs; 403 with ACLs on and no token.
 consul_acl_enabled() { [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$CONSUL_URL/v1/acl/policies" 2>/dev/null)" = 403 ]; }
 consul_leader() { curl -fsS -m 3 "$CONSUL_URL/v1/status/leader" 2>/dev/null | grep -q '"[0-9]'; }
@@ -325,68 +324,10 @@ ensure_consul() {
   log "Consul: leader elected, $CONSUL_URL, DNS $CONSUL_IP:$CONSUL_DNS_PORT ($(elapsed "$t"))"
   if [ "$CONSUL_ACL" = 1 ]; then
     consul_acl_enabled || die "the running Consul agent at $CONSUL_URL has ACLs off, and the configuration wants them (host.consul.acl, default true): stop it (npm run host:down) and run host:up again, or set host.consul.acl: false"
-    ensure_consul_acl
+    bash "$ROOT/scripts/consul-acl.sh" --url "$CONSUL_URL" --dir "$STATE/consul" --node "$HOST_ID" | sed 's/^\[consul-acl\]/[host]/' || die "Consul ACL setup failed (above)"
   elif consul_acl_enabled; then
     die "the running Consul agent at $CONSUL_URL enforces ACLs, and the configuration turns them off (host.consul.acl: false): the stack would write nothing; remove that setting, or host:down --purge and host:up again"
   fi
-}
-
-# POST/PUT to Consul's API with the management token; prints the body, fails on non-2xx.
-consul_api() {
-  local method="$1" path="$2" body="${3:-}"
-  local data=()
-  [ -z "$body" ] || data=(--data-binary "$body")
-  curl -fsS -m 10 -X "$method" -H "X-Consul-Token: $(cat "$MANAGEMENT_TOKEN_FILE")" "${data[@]}" "$CONSUL_URL$path"
-}
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-json_string() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
-
-# Bootstraps the ACL system once, and gives the agent its DNS (default) and agent tokens.
-ensure_consul_acl() {
-  local t; t=$(now_ms)
-  if [ -s "$MANAGEMENT_TOKEN_FILE" ]; then
-    [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "X-Consul-Token: $(cat "$MANAGEMENT_TOKEN_FILE")" "$CONSUL_URL/v1/acl/token/self")" = 200 ] ||
-      die "the management token in $MANAGEMENT_TOKEN_FILE is not accepted by $CONSUL_URL (a Consul data directory from another bootstrap?); host:down --purge and host:up start over"
-    log "Consul ACLs: on, management token in $MANAGEMENT_TOKEN_FILE"
-  else
-    local out="" i code
-    # Right after the election the ACL system may still be starting: retry for up to 30 s.
-    for i in $(seq 1 30); do
-      code="$(curl -sS -m 5 -o "$STATE/consul/bootstrap.json" -w '%{http_code}' -X PUT "$CONSUL_URL/v1/acl/bootstrap" || true)"
-      [ "$code" = 200 ] && { out="$(cat "$STATE/consul/bootstrap.json")"; break; }
-      # 403: bootstrapped before, and the token is not here.
-      [ "$code" = 403 ] && die "Consul's ACL system at $CONSUL_URL was bootstrapped before, and $MANAGEMENT_TOKEN_FILE is missing: restore it, or host:down --purge and host:up start over"
-      sleep 1
-    done
-    rm -f "$STATE/consul/bootstrap.json"
-    [ -n "$out" ] || die "could not bootstrap Consul's ACL system at $CONSUL_URL within 30 s (see $STATE/consul/consul.log)"
-    (umask 077; printf '%s' "$(printf '%s' "$out" | json_field SecretID)" >"$MANAGEMENT_TOKEN_FILE")
-    chmod 0600 "$MANAGEMENT_TOKEN_FILE"
-    log "Consul ACLs: bootstrapped, management token in $MANAGEMENT_TOKEN_FILE (root only)"
-  fi
-  # The DNS token: the agent answers DNS queries with its default token. It reads the catalog
-  # only (the same rules as lib/render/consul-acl.ts CONSUL_DNS_POLICY); anonymous stays denied.
-  local policy="matrix-lxd-dns-read"
-  if ! consul_api GET "/v1/acl/policy/name/$policy" >/dev/null 2>&1; then
-    consul_api PUT /v1/acl/policy "{\"Name\": \"$policy\", \"Description\": \"Consul DNS on this host: read the catalog\", \"Rules\": $(json_string "$CONSUL_DNS_RULES")}" >/dev/null ||
-      die "could not create the ACL policy $policy"
-  fi
-  local agent_policy="matrix-lxd-agent-$HOST_ID"
-  if ! consul_api GET "/v1/acl/policy/name/$agent_policy" >/dev/null 2>&1; then
-    consul_api PUT /v1/acl/policy "{\"Name\": \"$agent_policy\", \"Description\": \"the Consul agent on $HOST_ID: its own node\", \"Rules\": $(json_string "node \"$HOST_ID\" { policy = \"write\" }")}" >/dev/null ||
-      die "could not create the ACL policy $agent_policy"
-  fi
-  if ! { [ -s "$DNS_TOKEN_FILE" ] &&
-    [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "X-Consul-Token: $(cat "$DNS_TOKEN_FILE")" "$CONSUL_URL/v1/acl/token/self")" = 200 ]; }; then
-    local token
-    token="$(consul_api PUT /v1/acl/token "{\"Description\": \"matrix-lxd: DNS and the agent on $HOST_ID\", \"Policies\": [{\"Name\": \"$policy\"}, {\"Name\": \"$agent_policy\"}]}" | json_field SecretID)" ||
-      die "could not create the agent's DNS token"
-    (umask 077; printf '%s' "$token" >"$DNS_TOKEN_FILE")
-  fi
-  # Idempotent, and persisted by the agent (enable_token_persistence).
-  consul_api PUT /v1/agent/token/default "{\"Token\": \"$(cat "$DNS_TOKEN_FILE")\"}" >/dev/null || die "could not set the agent's default (DNS) token"
-  consul_api PUT /v1/agent/token/agent "{\"Token\": \"$(cat "$DNS_TOKEN_FILE")\"}" >/dev/null || die "could not set the agent's own token"
-  log "Consul ACLs: default deny; DNS answers with a catalog-read token ($DNS_TOKEN_FILE) ($(elapsed "$t"))"
 }
 
 summary_up() {

@@ -82,8 +82,12 @@ const liveAgents = new Set<ChildProcess>();
 process.on("exit", () => liveAgents.forEach((a) => a.kill("SIGKILL")));
 
 export interface ConsulDevAgentOptions {
-  /** Enforce ACLs with a default-deny policy and a management token of the test's own. @default false */
-  readonly acl?: boolean;
+  /**
+   * Enforce ACLs with a default-deny policy: `true` with a management token of the test's own,
+   * `"unbootstrapped"` with none (the ACL system waits for `consul acl bootstrap`).
+   * @default false
+   */
+  readonly acl?: boolean | "unbootstrapped";
 }
 
 export interface ConsulHttpResponse {
@@ -93,8 +97,10 @@ export interface ConsulHttpResponse {
 
 export class ConsulDevAgent {
   private readonly consul: string;
-  /** The management token when ACLs are on. */
+  /** The management token when ACLs are on (and bootstrapped by the agent's configuration). */
   managementToken?: string;
+  /** The agent's DNS port on 127.0.0.1. */
+  dnsPort = 0;
   private readonly dir: string;
   private written = new Set<string>();
 
@@ -122,17 +128,22 @@ export class ConsulDevAgent {
         "agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1", `-node=matrix-lxd-test-${process.pid}-${http}`,
         `-http-port=${http}`, `-dns-port=${dns}`, `-serf-lan-port=${serfLan}`, `-serf-wan-port=${serfWan}`,
         `-server-port=${server}`, `-grpc-port=${grpc}`,
-        ...(options.acl ? [`-hcl=acl { enabled = true, default_policy = "deny", tokens { master = "${management}" } }`] : []),
+        ...(options.acl === true ? [`-hcl=acl { enabled = true, default_policy = "deny", tokens { master = "${management}" } }`] : []),
+        ...(options.acl === "unbootstrapped" ? ['-hcl=acl { enabled = true, default_policy = "deny", enable_token_persistence = true }'] : []),
       ],
       { stdio: ["ignore", log, log] },
     );
     fs.closeSync(log);
     liveAgents.add(child);
     const agent = new ConsulDevAgent(child, `127.0.0.1:${http}`, dir, consul);
-    if (options.acl) agent.managementToken = management;
+    if (options.acl === true) agent.managementToken = management;
+    agent.dnsPort = dns;
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
-      const probe = spawnSync(consul, ["kv", "put", `-http-addr=${agent.httpAddress}`, "matrix-lxd-probe", "ready"], { encoding: "utf8", timeout: 5_000, env: agent.consulEnv() });
+      // Without a token the KV store refuses every write: wait for a leader instead.
+      const probe = options.acl === "unbootstrapped"
+        ? spawnSync("sh", ["-c", `curl -fsS -m 2 http://${agent.httpAddress}/v1/status/leader | grep -q '"[0-9]'`], { encoding: "utf8", timeout: 5_000 })
+        : spawnSync(consul, ["kv", "put", `-http-addr=${agent.httpAddress}`, "matrix-lxd-probe", "ready"], { encoding: "utf8", timeout: 5_000, env: agent.consulEnv() });
       if (probe.status === 0) break;
       if (Date.now() > deadline) {
         const output = fs.readFileSync(path.join(dir, "agent.log"), "utf8");
@@ -141,7 +152,7 @@ export class ConsulDevAgent {
       }
       sleep(200);
     }
-    agent.consulKv(["delete", "matrix-lxd-probe"]);
+    if (options.acl !== "unbootstrapped") agent.consulKv(["delete", "matrix-lxd-probe"]);
     return agent;
   }
 
