@@ -131,7 +131,8 @@ export class ConsulDevAgent {
         ...(options.acl === true ? [`-hcl=acl { enabled = true, default_policy = "deny", tokens { master = "${management}" } }`] : []),
         ...(options.acl === "unbootstrapped" ? ['-hcl=acl { enabled = true, default_policy = "deny", enable_token_persistence = true }'] : []),
       ],
-      { stdio: ["ignore", log, log] },
+      // In its own directory: with enable_token_persistence a dev agent writes acl-tokens.json to its working directory.
+      { stdio: ["ignore", log, log], cwd: dir },
     );
     fs.closeSync(log);
     liveAgents.add(child);
