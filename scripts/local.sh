@@ -144,9 +144,13 @@ PY
     if ! [[ "$addr" =~ $keep ]]; then targets+=("-target=$addr"); fi
   done < <(cd "$dir" && "$TF" state list 2>/dev/null || true)
   if [ "${#targets[@]}" = 0 ]; then log "nothing to destroy"; return; fi
-  if ! (cd "$dir" && "$TF" destroy -input=false -no-color -auto-approve "${targets[@]}" 2>&1) | sed '/^\s*$/d; s/^/  | /'; then
-    die "terraform destroy failed (output above)"
+  # The full plan repeats every rendered file: keep the log, print the progress lines.
+  local log="$dir/destroy.log"
+  if ! (cd "$dir" && "$TF" destroy -input=false -no-color -auto-approve "${targets[@]}") >"$log" 2>&1; then
+    sed -n '/Error/,$p' "$log" | sed 's/^/  | /' >&2
+    die "terraform destroy failed (above; the whole output is in $log)"
   fi
+  grep -E 'Destruction complete|Destroy complete' "$log" | sed 's/^/  | /'
   if [ "$PURGE" = 1 ]; then
     log "destroyed everything ($(elapsed "$T0"))"
   else

@@ -5,6 +5,7 @@
 # Usage: scripts/lxd-suite.sh [--keep] [JEST_ARGS…]      (npm run test:lxd -- …)
 #   --keep   leave the deployment and the host up afterwards (to look around); by default
 #            everything is torn down, also on failure.
+#   --clean  only remove what a --keep run left (containers, volumes, KV entries), then exit.
 #
 # Steps: npm run build; host up (scripts/host.sh up CONFIG) unless it is up already; images
 # (scripts/images.sh: built or reused from the cache); jest (its global setup synthesizes the
@@ -21,11 +22,12 @@ T_START=$(now_ms)
 log() { echo "[lxd-suite] $*"; }
 die() { echo "[lxd-suite] ERROR: $*" >&2; exit 1; }
 
-KEEP=0
+KEEP=0 CLEAN=0
 JEST_ARGS=()
 for a in "$@"; do
   case "$a" in
-    --keep) KEEP=1 ;;
+    --keep) KEEP=1; export MATRIX_LXD_SUITE_KEEP=1 ;;
+    --clean) CLEAN=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) JEST_ARGS+=("$a") ;;
   esac
@@ -55,7 +57,7 @@ for i in json.load(sys.stdin):
     if i.get("config", {}).get("user.matrix-lxd-suite") == "true": print(i["name"])'); do
     log "removing leftover container $name"; lxc delete --force "$name" || true
   done
-  for pool in $(lxc storage list --format csv -c n); do
+  for pool in $(lxc query /1.0/storage-pools | python3 -c 'import json, sys; print(" ".join(p.rsplit("/", 1)[1] for p in json.load(sys.stdin)))'); do
     for vol in $(lxc query "/1.0/storage-pools/$pool/volumes/custom?recursion=1" | python3 -c '
 import json, sys
 for v in json.load(sys.stdin):
@@ -108,6 +110,11 @@ teardown() {
   log "finished in $(elapsed "$T_START") (exit $rc)"
   exit "$rc"
 }
+if [ "$CLEAN" = 1 ]; then
+  remove_suite_leftovers
+  log "removed what earlier runs left"
+  exit 0
+fi
 trap teardown EXIT
 
 log "host up ($CONFIG)"

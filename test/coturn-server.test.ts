@@ -55,13 +55,14 @@ const PORTS_KV = {
   [kvPaths.coturnPort("max-port")]: String(minPort + 99),
 };
 
-/** A temporary root with stand-ins for chown and systemctl (their calls are logged). */
+/** A temporary root with stand-ins for chown, systemctl and runuser (their calls are logged). */
 class Sandbox {
   readonly root = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-coturn-"));
   private readonly bin = path.join(this.root, "bin");
   constructor() {
     fs.mkdirSync(this.bin);
-    for (const tool of ["chown", "systemctl"]) fs.writeFileSync(path.join(this.bin, tool), `#!/bin/sh\necho "${tool} $*" >> ${this.root}/calls.log\n`, { mode: 0o755 });
+    // runuser: the check that turnserver can read its configuration; the sandbox has no such user.
+    for (const tool of ["chown", "systemctl", "runuser"]) fs.writeFileSync(path.join(this.bin, tool), `#!/bin/sh\necho "${tool} $*" >> ${this.root}/calls.log\n`, { mode: 0o755 });
     for (const dir of MOVED) fs.mkdirSync(path.join(this.root, dir), { recursive: true });
   }
   at(p: string): string {
@@ -282,6 +283,19 @@ describe("coturn's TLS certificate", () => {
       await server.stop();
     }
   }, 60_000);
+
+  test("coturn-prepare opens the configuration's directory to turnserver, which the secret's push may have created root-only", () => {
+    // Seen in a real deploy: the LXD push of the secret created /etc/coturn with mode 0600, turnserver
+    // could not read its configuration and coturn ran with none (no authentication, no denied peers).
+    const conf = agent.render(renderTurnserverTemplate(OPTIONS), PORTS_KV);
+    fs.writeFileSync(sandbox.at(COTURN_RENDERED_PATH), sandbox.move(conf));
+    fs.writeFileSync(sandbox.at(COTURN_SECRET_PATH), renderStaticAuthSecret(SECRET));
+    const dir = path.dirname(sandbox.at(COTURN_CONFIG_PATH));
+    fs.chmodSync(dir, 0o600);
+    sandbox.run(renderCoturnPrepareScript(), ["start"]);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o755);
+    expect(sandbox.calls()).toContain(`runuser -u turnserver -- test -r ${sandbox.at(COTURN_CONFIG_PATH)}`);
+  });
 
   test("coturn-prepare refuses to start coturn without the secret line, or with more than that line", () => {
     const conf = agent.render(renderTurnserverTemplate(OPTIONS), PORTS_KV);

@@ -143,7 +143,7 @@ describe("provider blocks", () => {
     const snap = providerBlock({ ...DUAL_STACK_HOST, lxd: { provider: 1, address: "unix:///var/snap/lxd/common/lxd/unix.socket" } });
     expect(snap.lxd_remote[0]).toMatchObject({ scheme: "unix", address: "/var/snap/lxd/common/lxd/unix.socket" });
     const https = providerBlock({ ...DUAL_STACK_HOST, lxd: { provider: 1, address: "https://lxd.example.com:8443" } });
-    expect(https.lxd_remote[0]).toMatchObject({ scheme: "https", address: "lxd.example.com", port: "8443" });
+    expect(https.lxd_remote[0]).toMatchObject({ name: "testhost", scheme: "https", address: "lxd.example.com", port: "8443" });
   });
 });
 

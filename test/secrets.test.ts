@@ -37,7 +37,12 @@ describe.each([3, 1] as const)("the secrets of the example stack with LXD provid
   const instanceType = major === 3 ? "lxd_instance" : "lxd_container";
   const fileType = major === 3 ? "lxd_instance_file" : "lxd_container_file";
   const instances: any[] = Object.values(json.resource[instanceType]);
-  const files: any[] = Object.values(json.resource[fileType] ?? {});
+  // 3.x: lxd_instance_file resources; 1.x: the container's own `file` blocks (and
+  // lxd_container_file for the database password pushed into PostgreSQL by its registration).
+  const files: any[] = [
+    ...Object.values(json.resource[fileType] ?? {}),
+    ...(major === 1 ? instances.flatMap((i) => (i.file ?? []).map((f: any) => ({ ...f, container_name: i.name, block: true }))) : []),
+  ];
   const userDataOf = (i: any): string => i.config[major === 3 ? "cloud-init.user-data" : "user.user-data"];
   const targetOf = (f: any): string => f[major === 3 ? "target_path" : "target_file"];
   const containerOf = (f: any): string => f[major === 3 ? "instance" : "container_name"];
@@ -66,7 +71,7 @@ describe.each([3, 1] as const)("the secrets of the example stack with LXD provid
   });
 
   test("secrets reach containers only as pushed files: root-owned, mode 0600", () => {
-    const allowed = new Set([fileType, "random_password", "terraform_data", "consul_keys"]);
+    const allowed = new Set([fileType, "random_password", "terraform_data", "consul_keys", ...(major === 1 ? ["lxd_container"] : [])]);
     const holders = strings(json.resource)
       .filter((s) => SECRET_REFERENCE.test(s.text))
       .map((s) => `${s.path[0]}.${s.path.slice(2).join(".")}`);
@@ -74,6 +79,8 @@ describe.each([3, 1] as const)("the secrets of the example stack with LXD provid
     // The instance's precondition checks the admin password's strength without holding it, and
     // Synapse's container waits for its database (an address, not a value).
     expect(unexpected.filter((h) => !/^(lxd_instance|lxd_container)\.(lifecycle\.precondition\.\d+\.condition|depends_on\.\d+)$/.test(h))).toEqual([]);
+    // With 1.x the container holds its secrets in its file blocks, and nowhere else.
+    for (const h of holders.filter((h) => h.startsWith("lxd_container.") && !/\.(lifecycle|depends_on)\./.test(h))) expect(h).toMatch(/^lxd_container\.file\.\d+\.content$/);
     // terraform_data holds digests only; consul_keys only PostgreSQL's password-sha256.
     for (const s of strings(json.resource.terraform_data).filter((s) => SECRET_REFERENCE.test(s.text))) expect(s.text).toMatch(/^\$\{sha256\(join\([^}]*\)\)\}:[0-9a-f]{64}$/);
     for (const s of strings(json.resource.consul_keys ?? {}).filter((s) => SECRET_REFERENCE.test(s.text))) expect(s.text).toMatch(/^\$\{sha256\(random_password\.[\w-]+\.result\)\}$/);
@@ -97,8 +104,13 @@ describe.each([3, 1] as const)("the secrets of the example stack with LXD provid
     expect(sections.sort()).toEqual([...SYNAPSE_SECRET_SECTIONS].sort());
     expect(fragment.content).toContain("smtp_pass: ${jsonencode(var.smtp_password)}");
     for (const f of [fragment, admin, coturn]) {
-      expect(f.lifecycle.replace_triggered_by).toEqual([expect.stringMatching(/^terraform_data\./)]);
-      expect(f.depends_on).toEqual([expect.stringMatching(new RegExp(`^${instanceType}\\.`))]);
+      if (f.block) {
+        // Part of the container: uploaded before it first starts, replaced with it.
+        expect(f.create_directories).toBe(true);
+      } else {
+        expect(f.lifecycle.replace_triggered_by).toEqual([expect.stringMatching(/^terraform_data\./)]);
+        expect(f.depends_on).toEqual([expect.stringMatching(new RegExp(`^${instanceType}\\.`))]);
+      }
     }
   });
 

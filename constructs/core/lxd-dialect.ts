@@ -15,7 +15,8 @@
  * | replacement trigger | image, user-data and the device set (3.x leaves a removed device block on the container) | image and user-data (1.x removes dropped devices itself) |
  * | devices added from outside the container (TCP listeners) | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | joined to the container's own device set when it is in the same stack; refused from another stack (no `lxd_instance_device` in 1.x) |
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
- * | files pushed into a container (secrets) | `lxd_instance_file` | `lxd_container_file` |
+ * | a container's own secret files | `lxd_instance_file`, pushed once the instance runs, again into a replaced one | `file` blocks of `lxd_container`, uploaded before it first starts (1.9.1 deletes an `lxd_container_file` only when its remote is in the lxc client's list, which the provider's own remotes are not until it has connected: replacing such a file failed in a real deploy) |
+ * | files pushed into another stack's container (database passwords) | `lxd_instance_file` | `lxd_container_file` |
  * | `/dev/lxd/sock` | `config["security.devlxd"]` | the same (1.x reads `security.` keys back) |
  */
 import { Construct } from "constructs";
@@ -124,6 +125,18 @@ export interface LxdDialect {
   addDevices(scope: Construct, host: Host, target: LxdDeviceTarget, devices: readonly LxdDevice[], what: string): void;
   /** Pushes a file into a container (see LxdFileSpec). */
   file(scope: Construct, id: string, host: Host, spec: LxdFileSpec): LxdFileResource;
+  /**
+   * A container's own files (its secrets), delivered with the container: resources named
+   * `secret-<name>` in `scope` where the major needs them (returned by name), or part of the
+   * container resource itself.
+   */
+  instanceFiles(scope: Construct, host: Host, instance: LxdInstanceResource, files: readonly LxdInstanceFile[]): Record<string, LxdFileResource>;
+}
+
+/** One of a container's own files (see LxdDialect.instanceFiles). */
+export interface LxdInstanceFile extends Omit<LxdFileSpec, "dependsOn"> {
+  /** Unique within the container; names the resource where there is one. */
+  readonly name: string;
 }
 
 const fileCommon = (spec: LxdFileSpec) => ({
@@ -228,6 +241,9 @@ const v3: LxdDialect = {
   file(scope, id, host, spec) {
     return new InstanceFileA(scope, id, { instance: spec.containerName, project: host.lxd.project, targetPath: spec.path, ...fileCommon(spec) });
   },
+  instanceFiles(scope, host, instance, files) {
+    return Object.fromEntries(files.map((f) => [f.name, this.file(scope, `secret-${f.name}`, host, { ...f, dependsOn: [instance] })]));
+  },
 };
 
 /** A unix:// or https:// address as provider 1.x's `lxd_remote` fields. */
@@ -301,6 +317,14 @@ const v1: LxdDialect = {
   },
   file(scope, id, _host, spec) {
     return new ContainerFileA(scope, id, { containerName: spec.containerName, targetFile: spec.path, ...fileCommon(spec) });
+  },
+  instanceFiles(_scope, _host, instance, files) {
+    // Uploaded by the create, before the container first starts; a replaced container gets them
+    // with it. Read never reports them back, so they cause no drift.
+    (instance as Container).putFile(
+      files.map((f) => ({ targetFile: f.path, content: f.content, mode: f.mode ?? "0600", uid: f.uid ?? 0, gid: f.gid ?? 0, createDirectories: true })),
+    );
+    return {};
   },
 };
 

@@ -152,7 +152,7 @@ export class ServiceContainer extends Construct {
    * a change replaces the container instead; the storage volumes stay.
    */
   readonly revision: ContainerRevision;
-  /** The pushed secret files by name: `lxd_instance_file` (3.x) or `lxd_container_file` (1.x). */
+  /** The pushed secret files by name where they are resources of their own (`lxd_instance_file`, 3.x); with 1.x they are `file` blocks of the container. */
   readonly secretFiles: Readonly<Record<string, LxdFileResource>>;
   private readonly devices: LxdDevice[];
   private readonly volumeProps?: readonly PersistentVolume[];
@@ -273,21 +273,21 @@ export class ServiceContainer extends Construct {
       devlxd: !prebuilt,
     });
 
-    this.secretFiles = Object.fromEntries(
-      secrets.map((f) => [
-        f.name,
-        dialect.file(this, `secret-${f.name}`, host, {
-          containerName: props.name,
-          path: f.path,
-          content: terraformLiteral(f.content),
-          mode: f.mode ?? "0600",
-          uid: 0,
-          gid: 0,
-          dependsOn: [this.instance],
-          // A replaced container gets its secrets again in the same apply.
-          replaceTriggeredBy: this.revision.address,
-        }),
-      ]),
+    this.secretFiles = dialect.instanceFiles(
+      this,
+      host,
+      this.instance,
+      secrets.map((f) => ({
+        name: f.name,
+        containerName: props.name,
+        path: f.path,
+        content: terraformLiteral(f.content),
+        mode: f.mode ?? "0600",
+        uid: 0,
+        gid: 0,
+        // A replaced container gets its secrets again in the same apply.
+        replaceTriggeredBy: this.revision.address,
+      })),
     );
 
     if (props.service) {

@@ -165,6 +165,23 @@ function watchAvailability(probe) {
   };
 }
 
+/**
+ * Synthesizes a stack in `dir` and runs `terraform init` there first, so that `cdktf deploy`
+ * finds the providers and their lock file (cdktf would otherwise ask the registry to lock them).
+ */
+function synthAndInit(dir, id) {
+  run("node", [path.join(ROOT, "dist", "main.js"), path.join(dir, "matrix.yaml")], { cwd: dir });
+  const init = run(terraform, ["init", "-input=false", "-no-color"], { cwd: stackDir(dir, id), allowFailure: true, env: tfEnv });
+  if (init.status !== 0) {
+    const missing = [...`${init.stdout}${init.stderr}`.matchAll(/provider (registry\.terraform\.io\/[\w-]+\/[\w-]+)/g)].map((m) => m[1]);
+    throw new Error(
+      `terraform init cannot install the providers${missing.length ? ` (${[...new Set(missing)].join(", ")})` : ""}. ` +
+        "Install them from the registry, or name a filesystem mirror that has them with TF_CLI_CONFIG_FILE.\n" +
+        `${init.stderr}`.trim().split("\n").slice(-8).join("\n"),
+    );
+  }
+}
+
 // ------------------------------------------------------------------ the suite
 const workA = path.join(WORK, "first");
 const workB = path.join(WORK, "second");
@@ -186,18 +203,7 @@ async function main() {
 
   fs.rmSync(WORK, { recursive: true, force: true });
   prepareWork(workA, cfg);
-  await step("synthesize and check that terraform init can install the providers", () => {
-    run("node", [path.join(ROOT, "dist", "main.js"), path.join(workA, "matrix.yaml")], { cwd: workA });
-    const init = run(terraform, ["init", "-input=false", "-no-color"], { cwd: stackDir(workA, project.id), allowFailure: true, env: tfEnv });
-    if (init.status !== 0) {
-      const missing = [...`${init.stdout}${init.stderr}`.matchAll(/provider (registry\.terraform\.io\/[\w-]+\/[\w-]+)/g)].map((m) => m[1]);
-      throw new Error(
-        `terraform init cannot install the providers${missing.length ? ` (${[...new Set(missing)].join(", ")})` : ""}. ` +
-          "Install them from the registry, or name a filesystem mirror that has them with TF_CLI_CONFIG_FILE.\n" +
-          `${init.stderr}`.trim().split("\n").slice(-8).join("\n"),
-      );
-    }
-  });
+  await step("synthesize and check that terraform init can install the providers", () => synthAndInit(workA, project.id));
 
   const deployStart = Date.now();
   figures.applyS = await step("cdktf deploy (first project and the shared modules)", () => deploy(workA));
@@ -359,7 +365,13 @@ async function main() {
     assert(outside.length === 0, `the upgrade also changes: ${outside.map((c) => `${c.address} ${c.change.actions}`).join(", ")}`);
     const stop = watchAvailability(async () => (await get(f, `${base}/_matrix/client/versions`)).status === 200);
     await deploy(workA);
-    await waitFor("Synapse back after the replacement", async () => (await get(f, `${base}/_matrix/client/versions`)).status === 200, { timeoutMs: 120_000, intervalMs: 250 });
+    await cloudInitDone(containerName("synapse"));
+    // Back means answering steadily: the proxy's health checks can still take it out for a moment.
+    let streak = 0;
+    await waitFor("Synapse answering steadily after the replacement", async () => {
+      streak = (await get(f, `${base}/_matrix/client/versions`).catch(() => ({ status: 0 }))).status === 200 ? streak + 1 : 0;
+      return streak >= 12;
+    }, { timeoutMs: 120_000, intervalMs: 250 });
     figures.synapseDowntimeS = (await stop()) / 1000;
     const again = await login(base, f, "e2euser", userPassword);
     const seen = await readMessages(again, figures.room.roomId);
@@ -370,6 +382,7 @@ async function main() {
   await step("a second Matrix project beside the first, sharing the modules", async () => {
     second.project.synapse = { ...(second.project.synapse ?? {}), image: cfg.project.synapse?.image ?? second.project.synapse?.image };
     prepareWork(workB, second);
+    synthAndInit(workB, second.project.id);
     const secret = run(terraform, ["output", "-raw", "turn_shared_secret"], { cwd: stackDir(workA, project.id), env: tfEnv });
     await deploy(workB, { TF_VAR_turn_shared_secret: secret });
     const b = `https://matrix.${second.project.domain}`;

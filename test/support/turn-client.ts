@@ -141,7 +141,15 @@ export class TurnClient {
 
   static async connect(host: string, port: number): Promise<TurnClient> {
     const client = new TurnClient({ host, port }, net.isIPv6(host) ? "udp6" : "udp4");
-    await new Promise<void>((resolve) => client.socket.bind(0, host, resolve));
+    // Any local address: the kernel picks the one that routes to the server (on loopback in the
+    // unit tests, the bridge address towards a container or the host's proxy devices).
+    await new Promise<void>((resolve, reject) => {
+      client.socket.once("error", reject);
+      client.socket.bind(0, () => {
+        client.socket.off("error", reject);
+        resolve();
+      });
+    });
     return client;
   }
 

@@ -35,9 +35,12 @@ export function stream(command, args, { cwd, env, prefix = "  | " } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let tail = [];
+    // cdktf redraws a progress display: keep only the lines with content.
+    const noise = /^\s*([\u2800-\u28ff]\s|\d+ Stacks? deploying|\d+ Stacks? destroying)/;
     const pipe = (chunk) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (line.trim() === "") continue;
+      for (const raw of chunk.toString().split("\n")) {
+        const line = raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+        if (line.trim() === "" || noise.test(line)) continue;
         console.log(`${prefix}${line}`);
         tail.push(line);
         if (tail.length > 40) tail = tail.slice(-40);

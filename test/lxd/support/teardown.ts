@@ -48,6 +48,10 @@ export function teardownDeployment(state: SuiteState, options: { quiet?: boolean
 
 export default async function globalTeardown(): Promise<void> {
   if (!fs.existsSync(STATE_FILE)) return;
+  if (process.env.MATRIX_LXD_SUITE_KEEP === "1") {
+    process.stderr.write(`[lxd-suite] MATRIX_LXD_SUITE_KEEP=1: the deployment stays (${STATE_FILE})\n`);
+    return;
+  }
   const state: SuiteState = JSON.parse(fs.readFileSync(STATE_FILE, "utf8"));
   const problems = teardownDeployment(state, {});
   fs.rmSync(STATE_FILE, { force: true });
