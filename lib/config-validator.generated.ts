@@ -6,13 +6,13 @@
  */
 import type { ValidateFunction } from "ajv";
 
-export const CONFIG_VALIDATOR_DIGEST = "sha256:4e8e977bbc929dc127949820f0feb5dd05ce4270793b991670757925097a97a6";
+export const CONFIG_VALIDATOR_DIGEST = "sha256:ccd049b3ec11d89dce7c215a038507776418ab4fab3d9695089d202f6f6b342a";
 
 export const validateConfig = ((): ValidateFunction => {
   const module = { exports: {} };
 module.exports = validate10;
 module.exports.default = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","rule":"letters and digits only","maxLength":32,"description":"Host id: letters and digits only; at most 15 characters unless network_name is set (it names the LXD bridge). Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","rule":"the first three octets of an IPv4 /24 such as 10.10.1","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1. Not in the loopback, link-local, multicast or reserved ranges."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","rule":"four lower-case hextets without a trailing :: such as fd10:10:10:1","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Not in ::/16, link-local or multicast ranges. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","rule":"one lower-case hextet such as 1","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"IPv4 address the proxy devices for public ports listen on: one of the host's own addresses, never a container's (the host's .1 on the container network is allowed), nor 0.0.0.0, multicast or reserved."},"external_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","rule":"an IPv6 address such as 2001:db8::10","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix; never a container's address."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","rule":"1-15 lower-case letters, digits and dashes, starting with a letter or digit (Linux limits interface names to 15 characters)","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"provider":{"type":"integer","enum":[3,1],"default":3,"description":"Major version of the terraform-lxd/lxd provider the stack is written for: 3 (lxd_instance, lxd_storage_volume, lxd_instance_device) or 1 (lxd_container, lxd_volume; the API rollyourown used). See the README's \"LXD provider 1.x or 3.x\"."},"address":{"type":"string","pattern":"^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$","rule":"unix://, unix:///path/to/unix.socket or https://host:8443","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","rule":"letters, digits and dashes","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"$ref":"#/definitions/line","description":"Client certificate file for an https remote (provider 3.x; 1.x reads client.crt from the lxc configuration directory)."},"client_key_file":{"$ref":"#/definitions/line","description":"Client key file for an https remote (provider 3.x; 1.x reads client.key from the lxc configuration directory)."},"project":{"$ref":"#/definitions/line","default":"default","description":"LXD project. Provider 1.x supports only \"default\"."},"storage_pool":{"$ref":"#/definitions/line","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"$ref":"#/definitions/line"},"default":["default"],"description":"Profiles every container gets."},"target":{"$ref":"#/definitions/line","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes","description":"Simplestreams server for stock images (provider 3.x; with 1.x, stock images come from the `images` remote of the lxc client configuration)."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","rule":"host:port or [IPv6]:port such as 10.10.1.1:8500, the port from 1 to 65535","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","rule":"letters, digits, dashes and underscores","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","rule":"lower-case letters, digits and dashes","default":"consul","description":"Consul DNS domain."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP. Not 80 or 443 (the ingress proxy), not inside the relay range, not tls_listening_port."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS. Not 80 or 443 (the ingress proxy), not inside the relay range."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port: at least 1024 (relay ports are unprivileged)."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port: greater than min_port; the range spans at most 16384 ports."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z]([a-z0-9-]*[a-z0-9])?$","rule":"lower-case letters, digits and dashes, starting with a letter and not ending with a dash","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>; not <domain>, matrix.<domain> or element.<domain>, which have their own certificate. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/+-]+$","rule":"a Matrix localpart: lower-case letters, digits and . _ = / + -","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"$ref":"#/definitions/email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"$ref":"#/definitions/line","description":"SMTP login. With a username, the password comes from TF_VAR_smtp_password."},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","pattern":"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$","rule":"an e-mail address, or a name and an address in angle brackets such as Example <noreply@example.com>, on one line","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","rule":"an ISO 3166-1 alpha-2 country code in upper case such as GB","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"$ref":"#/definitions/line"},"url":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."},"email":{"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."},"line":{"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"},"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"},"releaseVersion":{"type":"string","pattern":"^[0-9][0-9A-Za-z.-]{0,63}$","rule":"a release version such as 1.11.90 or 1.12.0-rc.1 (a digit first, then letters, digits, dots and dashes)"},"releaseUrl":{"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet): 2-99, below the DHCP range 100-254, and one per component."},"image":{"$ref":"#/definitions/line","description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/releaseVersion","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}}}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://matrix-lxd-cdktf/schema/matrix-config.schema.json","title":"MatrixStandalone configuration","description":"One YAML file describing the host and one Matrix project. Secrets never go here: the admin and SMTP passwords come from the environment (TF_VAR_admin_password, TF_VAR_smtp_password).","type":"object","additionalProperties":false,"required":["host","project"],"properties":{"host":{"type":"object","description":"The LXD + Consul host the stack deploys onto.","additionalProperties":false,"required":["id","ipv4_network_part","public_ipv4"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9]+$","rule":"letters and digits only","maxLength":32,"description":"Host id: letters and digits only; at most 15 characters unless network_name is set (it names the LXD bridge). Names the LXD network, remote and Consul datacenter by default."},"ipv4_network_part":{"type":"string","pattern":"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$","rule":"the first three octets of an IPv4 /24 such as 10.10.1","description":"First three octets of the container network's /24, e.g. 10.10.1; the host is .1. Not in the loopback, link-local, multicast or reserved ranges."},"ipv6_prefix":{"type":"string","pattern":"^[0-9a-f]{1,4}(:[0-9a-f]{1,4}){3}$","rule":"four lower-case hextets without a trailing :: such as fd10:10:10:1","description":"IPv6 /64 prefix of the container network, four hextets without a trailing ::, e.g. fd10:10:10:1. Not in ::/16, link-local or multicast ranges. Omit for an IPv4-only host."},"ipv6_subnet":{"type":"string","pattern":"^[0-9a-f]{1,4}$","rule":"one lower-case hextet such as 1","default":"1","description":"Subnet hextet of the container /112 (<prefix>::<subnet>:0/112)."},"public_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"IPv4 address the proxy devices for public ports listen on: one of the host's own addresses, never a container's (the host's .1 on the container network is allowed), nor 0.0.0.0, multicast or reserved."},"external_ipv4":{"type":"string","format":"ipv4","rule":"an IPv4 address such as 203.0.113.10","description":"Public IPv4 address clients see (coturn external-ip). Defaults to public_ipv4."},"public_ipv6":{"type":"string","format":"ipv6","rule":"an IPv6 address such as 2001:db8::10","description":"Public IPv6 address; when set, proxy devices listen on it too. Needs ipv6_prefix; never a container's address."},"network_name":{"type":"string","pattern":"^[a-z0-9][a-z0-9-]{0,14}$","rule":"1-15 lower-case letters, digits and dashes, starting with a letter or digit (Linux limits interface names to 15 characters)","description":"LXD bridge network of the containers. Defaults to the host id."},"lxd":{"type":"object","additionalProperties":false,"description":"How Terraform reaches LXD.","properties":{"provider":{"type":"integer","enum":[3,1],"default":3,"description":"Major version of the terraform-lxd/lxd provider the stack is written for: 3 (lxd_instance, lxd_storage_volume, lxd_instance_device) or 1 (lxd_container, lxd_volume; the API rollyourown used). See the README's \"LXD provider 1.x or 3.x\"."},"address":{"type":"string","pattern":"^(unix://[^\\s]*|https://[^/\\s][^\\s]*)$","rule":"unix://, unix:///path/to/unix.socket or https://host:8443","default":"unix://","description":"LXD API address: unix:// (local socket), unix:///path/to/unix.socket or https://host:8443."},"remote_name":{"type":"string","pattern":"^[A-Za-z0-9-]+$","rule":"letters, digits and dashes","description":"Name of the LXD remote. Defaults to the host id."},"client_certificate_file":{"$ref":"#/definitions/line","description":"Client certificate file for an https remote (provider 3.x; 1.x reads client.crt from the lxc configuration directory)."},"client_key_file":{"$ref":"#/definitions/line","description":"Client key file for an https remote (provider 3.x; 1.x reads client.key from the lxc configuration directory)."},"project":{"$ref":"#/definitions/line","default":"default","description":"LXD project. Provider 1.x supports only \"default\"."},"storage_pool":{"$ref":"#/definitions/line","default":"default","description":"Storage pool for persistent volumes."},"profiles":{"type":"array","items":{"$ref":"#/definitions/line"},"default":["default"],"description":"Profiles every container gets."},"target":{"$ref":"#/definitions/line","description":"LXD cluster member that runs the containers."},"image_server":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes","description":"Simplestreams server for stock images (provider 3.x; with 1.x, stock images come from the `images` remote of the lxc client configuration)."}}},"consul":{"type":"object","additionalProperties":false,"description":"How Terraform and the containers reach Consul.","properties":{"address":{"type":"string","pattern":"^(\\[[0-9a-f:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$","rule":"host:port or [IPv6]:port such as 10.10.1.1:8500, the port from 1 to 65535","description":"host:port of the Consul HTTP API. Defaults to <ipv4_network_part>.1:8500."},"datacenter":{"type":"string","pattern":"^[A-Za-z0-9_-]+$","rule":"letters, digits, dashes and underscores","description":"Consul datacenter. Defaults to the host id."},"dns_domain":{"type":"string","pattern":"^[a-z0-9-]+$","rule":"lower-case letters, digits and dashes","default":"consul","description":"Consul DNS domain."},"acl":{"type":"boolean","default":true,"description":"Consul enforces ACLs (default deny): each container that reads Consul gets a read-only token for its own KV prefixes, and Terraform needs a token with write rights in CONSUL_HTTP_TOKEN. host:up enables them on the local Consul. Turn off only for a Consul server without ACLs that nothing untrusted can reach."}}}}},"modules":{"type":"object","additionalProperties":false,"description":"The shared modules (ingress proxy, PostgreSQL, well-known server, coturn).","properties":{"deploy":{"type":"boolean","default":true,"description":"Deploy the shared modules in this stack. false registers against modules another stack deployed on the host."},"ingress_proxy":{"$ref":"#/definitions/module"},"postgres":{"$ref":"#/definitions/module"},"wellknown":{"$ref":"#/definitions/module"},"coturn":{"type":"object","additionalProperties":false,"description":"coturn STUN/TURN server.","properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"},"listening_port":{"$ref":"#/definitions/port","default":3478,"description":"TURN over UDP and TCP. Not 80 or 443 (the ingress proxy), not inside the relay range, not tls_listening_port."},"tls_listening_port":{"$ref":"#/definitions/port","default":5349,"description":"TURN over TLS and DTLS. Not 80 or 443 (the ingress proxy), not inside the relay range."},"min_port":{"$ref":"#/definitions/port","default":50000,"description":"First UDP relay port: at least 1024 (relay ports are unprivileged)."},"max_port":{"$ref":"#/definitions/port","default":51000,"description":"Last UDP relay port: greater than min_port; the range spans at most 16384 ports."}}}}},"project":{"type":"object","additionalProperties":false,"required":["id","domain","turn_domain","admin"],"description":"The Matrix project.","properties":{"id":{"type":"string","pattern":"^[a-z]([a-z0-9-]*[a-z0-9])?$","rule":"lower-case letters, digits and dashes, starting with a letter and not ending with a dash","maxLength":15,"description":"Project id, at most 15 characters: lower-case letters, digits and dashes. Prefixes every container and Consul service name."},"domain":{"$ref":"#/definitions/domain","description":"Matrix server name (users are @user:<domain>). Synapse is at matrix.<domain>, Element at element.<domain>."},"turn_domain":{"$ref":"#/definitions/domain","description":"STUN/TURN host name, e.g. turn.<domain>; not <domain>, matrix.<domain> or element.<domain>, which have their own certificate. Reuse the coturn domain if another project already set one on this host."},"admin":{"type":"object","additionalProperties":false,"required":["username","email"],"description":"The Synapse administrator created at first boot. The password comes from TF_VAR_admin_password.","properties":{"username":{"type":"string","pattern":"^[a-z0-9._=/+-]+$","rule":"a Matrix localpart: lower-case letters, digits and . _ = / + -","maxLength":64,"description":"Matrix localpart of the admin user."},"email":{"$ref":"#/definitions/email","description":"Admin contact and Let's Encrypt account e-mail."}}},"smtp":{"type":"object","additionalProperties":false,"required":["host","port"],"description":"Outgoing mail for Synapse. Omit to send no e-mail. The password comes from TF_VAR_smtp_password.","properties":{"host":{"$ref":"#/definitions/domain"},"port":{"$ref":"#/definitions/port"},"username":{"$ref":"#/definitions/line","description":"SMTP login. With a username, the password comes from TF_VAR_smtp_password."},"starttls":{"type":"boolean","default":true,"description":"Require STARTTLS."},"ssl":{"type":"boolean","default":false,"description":"Implicit TLS (port 465)."},"from":{"type":"string","pattern":"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$","rule":"an e-mail address, or a name and an address in angle brackets such as Example <noreply@example.com>, on one line","description":"From header. Defaults to \"<domain> <noreply@<domain>>\"."}}},"default_country_code":{"type":"string","pattern":"^[A-Z]{2}$","rule":"an ISO 3166-1 alpha-2 country code in upper case such as GB","default":"GB","description":"ISO 3166-1 alpha-2 code Element uses for phone numbers."},"room_complexity":{"type":"number","exclusiveMinimum":0,"default":100,"description":"Largest remote room complexity local users may join (admins are exempt)."},"allow_public_rooms_without_auth":{"type":"boolean","default":false},"allow_public_rooms_over_federation":{"type":"boolean","default":false},"element_footer_links":{"type":"array","default":[],"description":"Links in Element's login page footer.","items":{"type":"object","additionalProperties":false,"required":["text","url"],"properties":{"text":{"$ref":"#/definitions/line"},"url":{"type":"string","pattern":"^https://[^\\s'\"]+$","rule":"an https:// URL without spaces or quotes"}}}},"host_parts":{"type":"object","additionalProperties":false,"description":"Last octet of each Matrix container's static address.","properties":{"synapse":{"$ref":"#/definitions/hostPart","default":20},"element":{"$ref":"#/definitions/hostPart","default":21},"synapse_admin":{"$ref":"#/definitions/hostPart","default":22}}},"synapse":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/version","description":"Synapse version; changing it replaces the Synapse container, data stays. With a pre-built image too: give the image of the new version a new alias, or point the old alias at it first."},"image":{"$ref":"#/definitions/image"}}},"element":{"$ref":"#/definitions/webApp"},"synapse_admin":{"$ref":"#/definitions/webApp"}}}},"definitions":{"domain":{"type":"string","maxLength":253,"pattern":"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$","rule":"a lower-case DNS name such as example.com (letters, digits and dashes, no trailing dot)","description":"A lower-case DNS name without a trailing dot."},"email":{"type":"string","maxLength":254,"pattern":"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$","rule":"an e-mail address such as admin@example.com","description":"Admin contact and Let's Encrypt account e-mail."},"line":{"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"},"version":{"type":"string","pattern":"^[0-9]+\\.[0-9]+\\.[0-9]+$","rule":"a release version such as 1.2.3"},"releaseVersion":{"type":"string","pattern":"^[0-9][0-9A-Za-z.-]{0,63}$","rule":"a release version such as 1.11.90 or 1.12.0-rc.1 (a digit first, then letters, digits, dots and dashes)"},"releaseUrl":{"type":"string","pattern":"^(https://[^\\s'\"\\\\]+|file:///[^\\s'\"\\\\]+)$","rule":"an https:// URL, or a file:/// path of the tarball inside the container, without spaces or quotes","description":"Download URL of the release tarball: https://, or file:///path inside the container (offline hosts: e.g. a directory that a disk device of one of host.lxd.profiles provides). Only used with the stock image."},"port":{"type":"integer","minimum":1,"maximum":65535},"hostPart":{"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet): 2-99, below the DHCP range 100-254, and one per component."},"image":{"$ref":"#/definitions/line","description":"Pre-built LXD image with the software installed; cloud-init then works offline."},"module":{"type":"object","additionalProperties":false,"properties":{"host_part":{"$ref":"#/definitions/hostPart"},"image":{"$ref":"#/definitions/image"}}},"webApp":{"type":"object","additionalProperties":false,"properties":{"version":{"$ref":"#/definitions/releaseVersion","description":"Release to install; with sha256."},"sha256":{"type":"string","pattern":"^[0-9a-f]{64}$","rule":"the tarball's SHA-256 as 64 lower-case hex digits","description":"sha256 of the release tarball."},"url":{"$ref":"#/definitions/releaseUrl"},"image":{"$ref":"#/definitions/image"}}}}};
 const schema12 = {"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$","rule":"one line of text, not blank, without control characters such as line breaks or tabs"};
 const schema19 = {"type":"integer","minimum":2,"maximum":254,"description":"Last octet of the static address (also the last IPv6 hextet): 2-99, below the DHCP range 100-254, and one per component."};
 const schema23 = {"type":"integer","minimum":1,"maximum":65535};
@@ -861,7 +861,7 @@ if(data0.consul !== undefined){
 let data21 = data0.consul;
 if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
 for(const key3 in data21){
-if(!(((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain"))){
+if(!((((key3 === "address") || (key3 === "datacenter")) || (key3 === "dns_domain")) || (key3 === "acl"))){
 const err47 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err47];
@@ -947,9 +947,9 @@ vErrors.push(err53);
 errors++;
 }
 }
-}
-else {
-const err54 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data21.acl !== undefined){
+if(typeof data21.acl !== "boolean"){
+const err54 = {instancePath:instancePath+"/host/consul/acl",schemaPath:"#/properties/host/properties/consul/properties/acl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -961,7 +961,7 @@ errors++;
 }
 }
 else {
-const err55 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err55 = {instancePath:instancePath+"/host/consul",schemaPath:"#/properties/host/properties/consul/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -971,12 +971,9 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data.modules !== undefined){
-let data25 = data.modules;
-if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
-for(const key4 in data25){
-if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
-const err56 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+}
+else {
+const err56 = {instancePath:instancePath+"/host",schemaPath:"#/properties/host/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -986,9 +983,12 @@ vErrors.push(err56);
 errors++;
 }
 }
-if(data25.deploy !== undefined){
-if(typeof data25.deploy !== "boolean"){
-const err57 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data.modules !== undefined){
+let data26 = data.modules;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+for(const key4 in data26){
+if(!(((((key4 === "deploy") || (key4 === "ingress_proxy")) || (key4 === "postgres")) || (key4 === "wellknown")) || (key4 === "coturn"))){
+const err57 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -998,30 +998,9 @@ vErrors.push(err57);
 errors++;
 }
 }
-if(data25.ingress_proxy !== undefined){
-if(!(validate11(data25.ingress_proxy, {instancePath:instancePath+"/modules/ingress_proxy",parentData:data25,parentDataProperty:"ingress_proxy",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data25.postgres !== undefined){
-if(!(validate11(data25.postgres, {instancePath:instancePath+"/modules/postgres",parentData:data25,parentDataProperty:"postgres",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data25.wellknown !== undefined){
-if(!(validate11(data25.wellknown, {instancePath:instancePath+"/modules/wellknown",parentData:data25,parentDataProperty:"wellknown",rootData}))){
-vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
-errors = vErrors.length;
-}
-}
-if(data25.coturn !== undefined){
-let data30 = data25.coturn;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-for(const key5 in data30){
-if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
-const err58 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(data26.deploy !== undefined){
+if(typeof data26.deploy !== "boolean"){
+const err58 = {instancePath:instancePath+"/modules/deploy",schemaPath:"#/properties/modules/properties/deploy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1031,10 +1010,30 @@ vErrors.push(err58);
 errors++;
 }
 }
-if(data30.host_part !== undefined){
-let data31 = data30.host_part;
-if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-const err59 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data26.ingress_proxy !== undefined){
+if(!(validate11(data26.ingress_proxy, {instancePath:instancePath+"/modules/ingress_proxy",parentData:data26,parentDataProperty:"ingress_proxy",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data26.postgres !== undefined){
+if(!(validate11(data26.postgres, {instancePath:instancePath+"/modules/postgres",parentData:data26,parentDataProperty:"postgres",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data26.wellknown !== undefined){
+if(!(validate11(data26.wellknown, {instancePath:instancePath+"/modules/wellknown",parentData:data26,parentDataProperty:"wellknown",rootData}))){
+vErrors = vErrors === null ? validate11.errors : vErrors.concat(validate11.errors);
+errors = vErrors.length;
+}
+}
+if(data26.coturn !== undefined){
+let data31 = data26.coturn;
+if(data31 && typeof data31 == "object" && !Array.isArray(data31)){
+for(const key5 in data31){
+if(!((((((key5 === "host_part") || (key5 === "image")) || (key5 === "listening_port")) || (key5 === "tls_listening_port")) || (key5 === "min_port")) || (key5 === "max_port"))){
+const err59 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1043,9 +1042,11 @@ vErrors.push(err59);
 }
 errors++;
 }
-if((typeof data31 == "number") && (isFinite(data31))){
-if(data31 > 254 || isNaN(data31)){
-const err60 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data31.host_part !== undefined){
+let data32 = data31.host_part;
+if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
+const err60 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1054,8 +1055,9 @@ vErrors.push(err60);
 }
 errors++;
 }
-if(data31 < 2 || isNaN(data31)){
-const err61 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+if((typeof data32 == "number") && (isFinite(data32))){
+if(data32 > 254 || isNaN(data32)){
+const err61 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1064,13 +1066,8 @@ vErrors.push(err61);
 }
 errors++;
 }
-}
-}
-if(data30.image !== undefined){
-let data32 = data30.image;
-if(typeof data32 === "string"){
-if(!pattern7.test(data32)){
-const err62 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(data32 < 2 || isNaN(data32)){
+const err62 = {instancePath:instancePath+"/modules/coturn/host_part",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1080,8 +1077,12 @@ vErrors.push(err62);
 errors++;
 }
 }
-else {
-const err63 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data31.image !== undefined){
+let data33 = data31.image;
+if(typeof data33 === "string"){
+if(!pattern7.test(data33)){
+const err63 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1091,10 +1092,8 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data30.listening_port !== undefined){
-let data33 = data30.listening_port;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err64 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err64 = {instancePath:instancePath+"/modules/coturn/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1103,9 +1102,11 @@ vErrors.push(err64);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err65 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data31.listening_port !== undefined){
+let data34 = data31.listening_port;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err65 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1114,8 +1115,9 @@ vErrors.push(err65);
 }
 errors++;
 }
-if(data33 < 1 || isNaN(data33)){
-const err66 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err66 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1124,12 +1126,8 @@ vErrors.push(err66);
 }
 errors++;
 }
-}
-}
-if(data30.tls_listening_port !== undefined){
-let data34 = data30.tls_listening_port;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err67 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data34 < 1 || isNaN(data34)){
+const err67 = {instancePath:instancePath+"/modules/coturn/listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1138,9 +1136,12 @@ vErrors.push(err67);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 65535 || isNaN(data34)){
-const err68 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data31.tls_listening_port !== undefined){
+let data35 = data31.tls_listening_port;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err68 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1149,8 +1150,9 @@ vErrors.push(err68);
 }
 errors++;
 }
-if(data34 < 1 || isNaN(data34)){
-const err69 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 65535 || isNaN(data35)){
+const err69 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1159,12 +1161,8 @@ vErrors.push(err69);
 }
 errors++;
 }
-}
-}
-if(data30.min_port !== undefined){
-let data35 = data30.min_port;
-if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
-const err70 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data35 < 1 || isNaN(data35)){
+const err70 = {instancePath:instancePath+"/modules/coturn/tls_listening_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1173,9 +1171,12 @@ vErrors.push(err70);
 }
 errors++;
 }
-if((typeof data35 == "number") && (isFinite(data35))){
-if(data35 > 65535 || isNaN(data35)){
-const err71 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data31.min_port !== undefined){
+let data36 = data31.min_port;
+if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
+const err71 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1184,8 +1185,9 @@ vErrors.push(err71);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err72 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data36 == "number") && (isFinite(data36))){
+if(data36 > 65535 || isNaN(data36)){
+const err72 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1194,12 +1196,8 @@ vErrors.push(err72);
 }
 errors++;
 }
-}
-}
-if(data30.max_port !== undefined){
-let data36 = data30.max_port;
-if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
-const err73 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data36 < 1 || isNaN(data36)){
+const err73 = {instancePath:instancePath+"/modules/coturn/min_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1208,9 +1206,12 @@ vErrors.push(err73);
 }
 errors++;
 }
-if((typeof data36 == "number") && (isFinite(data36))){
-if(data36 > 65535 || isNaN(data36)){
-const err74 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data31.max_port !== undefined){
+let data37 = data31.max_port;
+if(!(((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37))) && (isFinite(data37)))){
+const err74 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1219,8 +1220,9 @@ vErrors.push(err74);
 }
 errors++;
 }
-if(data36 < 1 || isNaN(data36)){
-const err75 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data37 == "number") && (isFinite(data37))){
+if(data37 > 65535 || isNaN(data37)){
+const err75 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1229,11 +1231,8 @@ vErrors.push(err75);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err76 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data37 < 1 || isNaN(data37)){
+const err76 = {instancePath:instancePath+"/modules/coturn/max_port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1244,8 +1243,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err77 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err77 = {instancePath:instancePath+"/modules/coturn",schemaPath:"#/properties/modules/properties/coturn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1255,11 +1255,9 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data.project !== undefined){
-let data37 = data.project;
-if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
-if(data37.id === undefined){
-const err78 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
+}
+else {
+const err78 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1268,8 +1266,12 @@ vErrors.push(err78);
 }
 errors++;
 }
-if(data37.domain === undefined){
-const err79 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
+}
+if(data.project !== undefined){
+let data38 = data.project;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
+if(data38.id === undefined){
+const err79 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1278,8 +1280,8 @@ vErrors.push(err79);
 }
 errors++;
 }
-if(data37.turn_domain === undefined){
-const err80 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
+if(data38.domain === undefined){
+const err80 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "domain"},message:"must have required property '"+"domain"+"'"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1288,8 +1290,8 @@ vErrors.push(err80);
 }
 errors++;
 }
-if(data37.admin === undefined){
-const err81 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
+if(data38.turn_domain === undefined){
+const err81 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "turn_domain"},message:"must have required property '"+"turn_domain"+"'"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1298,9 +1300,8 @@ vErrors.push(err81);
 }
 errors++;
 }
-for(const key6 in data37){
-if(!(func2.call(schema11.properties.project.properties, key6))){
-const err82 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(data38.admin === undefined){
+const err82 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/required",keyword:"required",params:{missingProperty: "admin"},message:"must have required property '"+"admin"+"'"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1309,12 +1310,9 @@ vErrors.push(err82);
 }
 errors++;
 }
-}
-if(data37.id !== undefined){
-let data38 = data37.id;
-if(typeof data38 === "string"){
-if(func3(data38) > 15){
-const err83 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
+for(const key6 in data38){
+if(!(func2.call(schema11.properties.project.properties, key6))){
+const err83 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1323,8 +1321,12 @@ vErrors.push(err83);
 }
 errors++;
 }
-if(!pattern19.test(data38)){
-const err84 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z]([a-z0-9-]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z]([a-z0-9-]*[a-z0-9])?$"+"\""};
+}
+if(data38.id !== undefined){
+let data39 = data38.id;
+if(typeof data39 === "string"){
+if(func3(data39) > 15){
+const err84 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/maxLength",keyword:"maxLength",params:{limit: 15},message:"must NOT have more than 15 characters"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1333,9 +1335,8 @@ vErrors.push(err84);
 }
 errors++;
 }
-}
-else {
-const err85 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern19.test(data39)){
+const err85 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/pattern",keyword:"pattern",params:{pattern: "^[a-z]([a-z0-9-]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z]([a-z0-9-]*[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1345,11 +1346,8 @@ vErrors.push(err85);
 errors++;
 }
 }
-if(data37.domain !== undefined){
-let data39 = data37.domain;
-if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err86 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+else {
+const err86 = {instancePath:instancePath+"/project/id",schemaPath:"#/properties/project/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1358,8 +1356,12 @@ vErrors.push(err86);
 }
 errors++;
 }
-if(!pattern20.test(data39)){
-const err87 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+if(data38.domain !== undefined){
+let data40 = data38.domain;
+if(typeof data40 === "string"){
+if(func3(data40) > 253){
+const err87 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1368,9 +1370,8 @@ vErrors.push(err87);
 }
 errors++;
 }
-}
-else {
-const err88 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern20.test(data40)){
+const err88 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1380,11 +1381,8 @@ vErrors.push(err88);
 errors++;
 }
 }
-if(data37.turn_domain !== undefined){
-let data40 = data37.turn_domain;
-if(typeof data40 === "string"){
-if(func3(data40) > 253){
-const err89 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+else {
+const err89 = {instancePath:instancePath+"/project/domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1393,8 +1391,12 @@ vErrors.push(err89);
 }
 errors++;
 }
-if(!pattern20.test(data40)){
-const err90 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+if(data38.turn_domain !== undefined){
+let data41 = data38.turn_domain;
+if(typeof data41 === "string"){
+if(func3(data41) > 253){
+const err90 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1403,9 +1405,8 @@ vErrors.push(err90);
 }
 errors++;
 }
-}
-else {
-const err91 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern20.test(data41)){
+const err91 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1415,11 +1416,8 @@ vErrors.push(err91);
 errors++;
 }
 }
-if(data37.admin !== undefined){
-let data41 = data37.admin;
-if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
-if(data41.username === undefined){
-const err92 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
+else {
+const err92 = {instancePath:instancePath+"/project/turn_domain",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1428,8 +1426,12 @@ vErrors.push(err92);
 }
 errors++;
 }
-if(data41.email === undefined){
-const err93 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
+}
+if(data38.admin !== undefined){
+let data42 = data38.admin;
+if(data42 && typeof data42 == "object" && !Array.isArray(data42)){
+if(data42.username === undefined){
+const err93 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1438,9 +1440,8 @@ vErrors.push(err93);
 }
 errors++;
 }
-for(const key7 in data41){
-if(!((key7 === "username") || (key7 === "email"))){
-const err94 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+if(data42.email === undefined){
+const err94 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/required",keyword:"required",params:{missingProperty: "email"},message:"must have required property '"+"email"+"'"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1449,12 +1450,9 @@ vErrors.push(err94);
 }
 errors++;
 }
-}
-if(data41.username !== undefined){
-let data42 = data41.username;
-if(typeof data42 === "string"){
-if(func3(data42) > 64){
-const err95 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
+for(const key7 in data42){
+if(!((key7 === "username") || (key7 === "email"))){
+const err95 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1463,8 +1461,12 @@ vErrors.push(err95);
 }
 errors++;
 }
-if(!pattern22.test(data42)){
-const err96 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/+-]+$"},message:"must match pattern \""+"^[a-z0-9._=/+-]+$"+"\""};
+}
+if(data42.username !== undefined){
+let data43 = data42.username;
+if(typeof data43 === "string"){
+if(func3(data43) > 64){
+const err96 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1473,9 +1475,8 @@ vErrors.push(err96);
 }
 errors++;
 }
-}
-else {
-const err97 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern22.test(data43)){
+const err97 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9._=/+-]+$"},message:"must match pattern \""+"^[a-z0-9._=/+-]+$"+"\""};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1485,11 +1486,8 @@ vErrors.push(err97);
 errors++;
 }
 }
-if(data41.email !== undefined){
-let data43 = data41.email;
-if(typeof data43 === "string"){
-if(func3(data43) > 254){
-const err98 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/maxLength",keyword:"maxLength",params:{limit: 254},message:"must NOT have more than 254 characters"};
+else {
+const err98 = {instancePath:instancePath+"/project/admin/username",schemaPath:"#/properties/project/properties/admin/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1498,8 +1496,12 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(!pattern23.test(data43)){
-const err99 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"},message:"must match pattern \""+"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"+"\""};
+}
+if(data42.email !== undefined){
+let data44 = data42.email;
+if(typeof data44 === "string"){
+if(func3(data44) > 254){
+const err99 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/maxLength",keyword:"maxLength",params:{limit: 254},message:"must NOT have more than 254 characters"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1508,9 +1510,8 @@ vErrors.push(err99);
 }
 errors++;
 }
-}
-else {
-const err100 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern23.test(data44)){
+const err100 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"},message:"must match pattern \""+"^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1520,9 +1521,8 @@ vErrors.push(err100);
 errors++;
 }
 }
-}
 else {
-const err101 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err101 = {instancePath:instancePath+"/project/admin/email",schemaPath:"#/definitions/email/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1532,11 +1532,9 @@ vErrors.push(err101);
 errors++;
 }
 }
-if(data37.smtp !== undefined){
-let data44 = data37.smtp;
-if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
-if(data44.host === undefined){
-const err102 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+}
+else {
+const err102 = {instancePath:instancePath+"/project/admin",schemaPath:"#/properties/project/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1545,8 +1543,12 @@ vErrors.push(err102);
 }
 errors++;
 }
-if(data44.port === undefined){
-const err103 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data38.smtp !== undefined){
+let data45 = data38.smtp;
+if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
+if(data45.host === undefined){
+const err103 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1555,9 +1557,8 @@ vErrors.push(err103);
 }
 errors++;
 }
-for(const key8 in data44){
-if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
-const err104 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(data45.port === undefined){
+const err104 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1566,12 +1567,9 @@ vErrors.push(err104);
 }
 errors++;
 }
-}
-if(data44.host !== undefined){
-let data45 = data44.host;
-if(typeof data45 === "string"){
-if(func3(data45) > 253){
-const err105 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+for(const key8 in data45){
+if(!((((((key8 === "host") || (key8 === "port")) || (key8 === "username")) || (key8 === "starttls")) || (key8 === "ssl")) || (key8 === "from"))){
+const err105 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1580,8 +1578,12 @@ vErrors.push(err105);
 }
 errors++;
 }
-if(!pattern20.test(data45)){
-const err106 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
+}
+if(data45.host !== undefined){
+let data46 = data45.host;
+if(typeof data46 === "string"){
+if(func3(data46) > 253){
+const err106 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1590,9 +1592,8 @@ vErrors.push(err106);
 }
 errors++;
 }
-}
-else {
-const err107 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern20.test(data46)){
+const err107 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/pattern",keyword:"pattern",params:{pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"},message:"must match pattern \""+"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"+"\""};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1602,10 +1603,8 @@ vErrors.push(err107);
 errors++;
 }
 }
-if(data44.port !== undefined){
-let data46 = data44.port;
-if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
-const err108 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err108 = {instancePath:instancePath+"/project/smtp/host",schemaPath:"#/definitions/domain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1614,9 +1613,11 @@ vErrors.push(err108);
 }
 errors++;
 }
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 > 65535 || isNaN(data46)){
-const err109 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data45.port !== undefined){
+let data47 = data45.port;
+if(!(((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47))) && (isFinite(data47)))){
+const err109 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1625,8 +1626,9 @@ vErrors.push(err109);
 }
 errors++;
 }
-if(data46 < 1 || isNaN(data46)){
-const err110 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if((typeof data47 == "number") && (isFinite(data47))){
+if(data47 > 65535 || isNaN(data47)){
+const err110 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1635,13 +1637,8 @@ vErrors.push(err110);
 }
 errors++;
 }
-}
-}
-if(data44.username !== undefined){
-let data47 = data44.username;
-if(typeof data47 === "string"){
-if(!pattern7.test(data47)){
-const err111 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+if(data47 < 1 || isNaN(data47)){
+const err111 = {instancePath:instancePath+"/project/smtp/port",schemaPath:"#/definitions/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1651,8 +1648,12 @@ vErrors.push(err111);
 errors++;
 }
 }
-else {
-const err112 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data45.username !== undefined){
+let data48 = data45.username;
+if(typeof data48 === "string"){
+if(!pattern7.test(data48)){
+const err112 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1662,9 +1663,8 @@ vErrors.push(err112);
 errors++;
 }
 }
-if(data44.starttls !== undefined){
-if(typeof data44.starttls !== "boolean"){
-const err113 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err113 = {instancePath:instancePath+"/project/smtp/username",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1674,9 +1674,9 @@ vErrors.push(err113);
 errors++;
 }
 }
-if(data44.ssl !== undefined){
-if(typeof data44.ssl !== "boolean"){
-const err114 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data45.starttls !== undefined){
+if(typeof data45.starttls !== "boolean"){
+const err114 = {instancePath:instancePath+"/project/smtp/starttls",schemaPath:"#/properties/project/properties/smtp/properties/starttls/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1686,11 +1686,9 @@ vErrors.push(err114);
 errors++;
 }
 }
-if(data44.from !== undefined){
-let data50 = data44.from;
-if(typeof data50 === "string"){
-if(!pattern26.test(data50)){
-const err115 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/pattern",keyword:"pattern",params:{pattern: "^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"},message:"must match pattern \""+"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"+"\""};
+if(data45.ssl !== undefined){
+if(typeof data45.ssl !== "boolean"){
+const err115 = {instancePath:instancePath+"/project/smtp/ssl",schemaPath:"#/properties/project/properties/smtp/properties/ssl/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1700,8 +1698,11 @@ vErrors.push(err115);
 errors++;
 }
 }
-else {
-const err116 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data45.from !== undefined){
+let data51 = data45.from;
+if(typeof data51 === "string"){
+if(!pattern26.test(data51)){
+const err116 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/pattern",keyword:"pattern",params:{pattern: "^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"},message:"must match pattern \""+"^([^\\u0000-\\u001f\\u007f<>]*<[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?>|[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$"+"\""};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1711,9 +1712,8 @@ vErrors.push(err116);
 errors++;
 }
 }
-}
 else {
-const err117 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err117 = {instancePath:instancePath+"/project/smtp/from",schemaPath:"#/properties/project/properties/smtp/properties/from/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1723,11 +1723,9 @@ vErrors.push(err117);
 errors++;
 }
 }
-if(data37.default_country_code !== undefined){
-let data51 = data37.default_country_code;
-if(typeof data51 === "string"){
-if(!pattern27.test(data51)){
-const err118 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
+}
+else {
+const err118 = {instancePath:instancePath+"/project/smtp",schemaPath:"#/properties/project/properties/smtp/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1737,8 +1735,11 @@ vErrors.push(err118);
 errors++;
 }
 }
-else {
-const err119 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data38.default_country_code !== undefined){
+let data52 = data38.default_country_code;
+if(typeof data52 === "string"){
+if(!pattern27.test(data52)){
+const err119 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/pattern",keyword:"pattern",params:{pattern: "^[A-Z]{2}$"},message:"must match pattern \""+"^[A-Z]{2}$"+"\""};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1748,11 +1749,8 @@ vErrors.push(err119);
 errors++;
 }
 }
-if(data37.room_complexity !== undefined){
-let data52 = data37.room_complexity;
-if((typeof data52 == "number") && (isFinite(data52))){
-if(data52 <= 0 || isNaN(data52)){
-const err120 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+const err120 = {instancePath:instancePath+"/project/default_country_code",schemaPath:"#/properties/project/properties/default_country_code/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1762,8 +1760,11 @@ vErrors.push(err120);
 errors++;
 }
 }
-else {
-const err121 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data38.room_complexity !== undefined){
+let data53 = data38.room_complexity;
+if((typeof data53 == "number") && (isFinite(data53))){
+if(data53 <= 0 || isNaN(data53)){
+const err121 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1773,9 +1774,8 @@ vErrors.push(err121);
 errors++;
 }
 }
-if(data37.allow_public_rooms_without_auth !== undefined){
-if(typeof data37.allow_public_rooms_without_auth !== "boolean"){
-const err122 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err122 = {instancePath:instancePath+"/project/room_complexity",schemaPath:"#/properties/project/properties/room_complexity/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1785,9 +1785,9 @@ vErrors.push(err122);
 errors++;
 }
 }
-if(data37.allow_public_rooms_over_federation !== undefined){
-if(typeof data37.allow_public_rooms_over_federation !== "boolean"){
-const err123 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data38.allow_public_rooms_without_auth !== undefined){
+if(typeof data38.allow_public_rooms_without_auth !== "boolean"){
+const err123 = {instancePath:instancePath+"/project/allow_public_rooms_without_auth",schemaPath:"#/properties/project/properties/allow_public_rooms_without_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1797,15 +1797,9 @@ vErrors.push(err123);
 errors++;
 }
 }
-if(data37.element_footer_links !== undefined){
-let data55 = data37.element_footer_links;
-if(Array.isArray(data55)){
-const len1 = data55.length;
-for(let i1=0; i1<len1; i1++){
-let data56 = data55[i1];
-if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
-if(data56.text === undefined){
-const err124 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
+if(data38.allow_public_rooms_over_federation !== undefined){
+if(typeof data38.allow_public_rooms_over_federation !== "boolean"){
+const err124 = {instancePath:instancePath+"/project/allow_public_rooms_over_federation",schemaPath:"#/properties/project/properties/allow_public_rooms_over_federation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1814,8 +1808,16 @@ vErrors.push(err124);
 }
 errors++;
 }
-if(data56.url === undefined){
-const err125 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
+}
+if(data38.element_footer_links !== undefined){
+let data56 = data38.element_footer_links;
+if(Array.isArray(data56)){
+const len1 = data56.length;
+for(let i1=0; i1<len1; i1++){
+let data57 = data56[i1];
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+if(data57.text === undefined){
+const err125 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "text"},message:"must have required property '"+"text"+"'"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1824,9 +1826,8 @@ vErrors.push(err125);
 }
 errors++;
 }
-for(const key9 in data56){
-if(!((key9 === "text") || (key9 === "url"))){
-const err126 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(data57.url === undefined){
+const err126 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1835,12 +1836,9 @@ vErrors.push(err126);
 }
 errors++;
 }
-}
-if(data56.text !== undefined){
-let data57 = data56.text;
-if(typeof data57 === "string"){
-if(!pattern7.test(data57)){
-const err127 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+for(const key9 in data57){
+if(!((key9 === "text") || (key9 === "url"))){
+const err127 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1850,8 +1848,11 @@ vErrors.push(err127);
 errors++;
 }
 }
-else {
-const err128 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data57.text !== undefined){
+let data58 = data57.text;
+if(typeof data58 === "string"){
+if(!pattern7.test(data58)){
+const err128 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1861,11 +1862,8 @@ vErrors.push(err128);
 errors++;
 }
 }
-if(data56.url !== undefined){
-let data58 = data56.url;
-if(typeof data58 === "string"){
-if(!pattern13.test(data58)){
-const err129 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
+else {
+const err129 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/text",schemaPath:"#/definitions/line/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1875,8 +1873,11 @@ vErrors.push(err129);
 errors++;
 }
 }
-else {
-const err130 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data57.url !== undefined){
+let data59 = data57.url;
+if(typeof data59 === "string"){
+if(!pattern13.test(data59)){
+const err130 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https://[^\\s'\"]+$"},message:"must match pattern \""+"^https://[^\\s'\"]+$"+"\""};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1886,9 +1887,8 @@ vErrors.push(err130);
 errors++;
 }
 }
-}
 else {
-const err131 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err131 = {instancePath:instancePath+"/project/element_footer_links/" + i1+"/url",schemaPath:"#/properties/project/properties/element_footer_links/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1900,7 +1900,7 @@ errors++;
 }
 }
 else {
-const err132 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err132 = {instancePath:instancePath+"/project/element_footer_links/" + i1,schemaPath:"#/properties/project/properties/element_footer_links/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1910,12 +1910,9 @@ vErrors.push(err132);
 errors++;
 }
 }
-if(data37.host_parts !== undefined){
-let data59 = data37.host_parts;
-if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
-for(const key10 in data59){
-if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
-const err133 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+}
+else {
+const err133 = {instancePath:instancePath+"/project/element_footer_links",schemaPath:"#/properties/project/properties/element_footer_links/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1925,10 +1922,12 @@ vErrors.push(err133);
 errors++;
 }
 }
-if(data59.synapse !== undefined){
-let data60 = data59.synapse;
-if(!(((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60))) && (isFinite(data60)))){
-const err134 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data38.host_parts !== undefined){
+let data60 = data38.host_parts;
+if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
+for(const key10 in data60){
+if(!(((key10 === "synapse") || (key10 === "element")) || (key10 === "synapse_admin"))){
+const err134 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1937,9 +1936,11 @@ vErrors.push(err134);
 }
 errors++;
 }
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 > 254 || isNaN(data60)){
-const err135 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+if(data60.synapse !== undefined){
+let data61 = data60.synapse;
+if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
+const err135 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1948,8 +1949,9 @@ vErrors.push(err135);
 }
 errors++;
 }
-if(data60 < 2 || isNaN(data60)){
-const err136 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 > 254 || isNaN(data61)){
+const err136 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1958,12 +1960,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-}
-}
-if(data59.element !== undefined){
-let data61 = data59.element;
-if(!(((typeof data61 == "number") && (!(data61 % 1) && !isNaN(data61))) && (isFinite(data61)))){
-const err137 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data61 < 2 || isNaN(data61)){
+const err137 = {instancePath:instancePath+"/project/host_parts/synapse",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1972,9 +1970,12 @@ vErrors.push(err137);
 }
 errors++;
 }
-if((typeof data61 == "number") && (isFinite(data61))){
-if(data61 > 254 || isNaN(data61)){
-const err138 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+}
+if(data60.element !== undefined){
+let data62 = data60.element;
+if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
+const err138 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1983,8 +1984,9 @@ vErrors.push(err138);
 }
 errors++;
 }
-if(data61 < 2 || isNaN(data61)){
-const err139 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+if((typeof data62 == "number") && (isFinite(data62))){
+if(data62 > 254 || isNaN(data62)){
+const err139 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1993,12 +1995,8 @@ vErrors.push(err139);
 }
 errors++;
 }
-}
-}
-if(data59.synapse_admin !== undefined){
-let data62 = data59.synapse_admin;
-if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
-const err140 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data62 < 2 || isNaN(data62)){
+const err140 = {instancePath:instancePath+"/project/host_parts/element",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -2007,9 +2005,12 @@ vErrors.push(err140);
 }
 errors++;
 }
-if((typeof data62 == "number") && (isFinite(data62))){
-if(data62 > 254 || isNaN(data62)){
-const err141 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
+}
+}
+if(data60.synapse_admin !== undefined){
+let data63 = data60.synapse_admin;
+if(!(((typeof data63 == "number") && (!(data63 % 1) && !isNaN(data63))) && (isFinite(data63)))){
+const err141 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -2018,8 +2019,9 @@ vErrors.push(err141);
 }
 errors++;
 }
-if(data62 < 2 || isNaN(data62)){
-const err142 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
+if((typeof data63 == "number") && (isFinite(data63))){
+if(data63 > 254 || isNaN(data63)){
+const err142 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/maximum",keyword:"maximum",params:{comparison: "<=", limit: 254},message:"must be <= 254"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -2028,11 +2030,8 @@ vErrors.push(err142);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err143 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data63 < 2 || isNaN(data63)){
+const err143 = {instancePath:instancePath+"/project/host_parts/synapse_admin",schemaPath:"#/definitions/hostPart/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -2042,12 +2041,10 @@ vErrors.push(err143);
 errors++;
 }
 }
-if(data37.synapse !== undefined){
-let data63 = data37.synapse;
-if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
-for(const key11 in data63){
-if(!((key11 === "version") || (key11 === "image"))){
-const err144 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err144 = {instancePath:instancePath+"/project/host_parts",schemaPath:"#/properties/project/properties/host_parts/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -2057,11 +2054,12 @@ vErrors.push(err144);
 errors++;
 }
 }
-if(data63.version !== undefined){
-let data64 = data63.version;
-if(typeof data64 === "string"){
-if(!pattern30.test(data64)){
-const err145 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
+if(data38.synapse !== undefined){
+let data64 = data38.synapse;
+if(data64 && typeof data64 == "object" && !Array.isArray(data64)){
+for(const key11 in data64){
+if(!((key11 === "version") || (key11 === "image"))){
+const err145 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -2071,8 +2069,11 @@ vErrors.push(err145);
 errors++;
 }
 }
-else {
-const err146 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data64.version !== undefined){
+let data65 = data64.version;
+if(typeof data65 === "string"){
+if(!pattern30.test(data65)){
+const err146 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/pattern",keyword:"pattern",params:{pattern: "^[0-9]+\\.[0-9]+\\.[0-9]+$"},message:"must match pattern \""+"^[0-9]+\\.[0-9]+\\.[0-9]+$"+"\""};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -2082,11 +2083,8 @@ vErrors.push(err146);
 errors++;
 }
 }
-if(data63.image !== undefined){
-let data65 = data63.image;
-if(typeof data65 === "string"){
-if(!pattern7.test(data65)){
-const err147 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
+else {
+const err147 = {instancePath:instancePath+"/project/synapse/version",schemaPath:"#/definitions/version/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -2096,8 +2094,11 @@ vErrors.push(err147);
 errors++;
 }
 }
-else {
-const err148 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data64.image !== undefined){
+let data66 = data64.image;
+if(typeof data66 === "string"){
+if(!pattern7.test(data66)){
+const err148 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"+"\""};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -2107,9 +2108,8 @@ vErrors.push(err148);
 errors++;
 }
 }
-}
 else {
-const err149 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err149 = {instancePath:instancePath+"/project/synapse/image",schemaPath:"#/definitions/image/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -2119,21 +2119,9 @@ vErrors.push(err149);
 errors++;
 }
 }
-if(data37.element !== undefined){
-if(!(validate15(data37.element, {instancePath:instancePath+"/project/element",parentData:data37,parentDataProperty:"element",rootData}))){
-vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
-errors = vErrors.length;
-}
-}
-if(data37.synapse_admin !== undefined){
-if(!(validate15(data37.synapse_admin, {instancePath:instancePath+"/project/synapse_admin",parentData:data37,parentDataProperty:"synapse_admin",rootData}))){
-vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
-errors = vErrors.length;
-}
-}
 }
 else {
-const err150 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err150 = {instancePath:instancePath+"/project/synapse",schemaPath:"#/properties/project/properties/synapse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -2143,14 +2131,38 @@ vErrors.push(err150);
 errors++;
 }
 }
+if(data38.element !== undefined){
+if(!(validate15(data38.element, {instancePath:instancePath+"/project/element",parentData:data38,parentDataProperty:"element",rootData}))){
+vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
+errors = vErrors.length;
+}
+}
+if(data38.synapse_admin !== undefined){
+if(!(validate15(data38.synapse_admin, {instancePath:instancePath+"/project/synapse_admin",parentData:data38,parentDataProperty:"synapse_admin",rootData}))){
+vErrors = vErrors === null ? validate15.errors : vErrors.concat(validate15.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err151 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err151 = {instancePath:instancePath+"/project",schemaPath:"#/properties/project/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err151];
 }
 else {
 vErrors.push(err151);
+}
+errors++;
+}
+}
+}
+else {
+const err152 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err152];
+}
+else {
+vErrors.push(err152);
 }
 errors++;
 }

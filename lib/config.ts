@@ -40,7 +40,7 @@ export interface RawConfig {
       target?: string;
       image_server?: string;
     };
-    consul?: { address?: string; datacenter?: string; dns_domain?: string };
+    consul?: { address?: string; datacenter?: string; dns_domain?: string; acl?: boolean };
   };
   modules?: {
     deploy?: boolean;
@@ -439,7 +439,7 @@ export function hostPropsFromConfig(config: RawConfig): HostProps {
       target: h.lxd.target,
       imageServer: h.lxd.image_server,
     },
-    consul: h.consul && { address: h.consul.address, datacenter: h.consul.datacenter, dnsDomain: h.consul.dns_domain },
+    consul: h.consul && { address: h.consul.address, datacenter: h.consul.datacenter, dnsDomain: h.consul.dns_domain, acl: h.consul.acl },
   };
 }
 

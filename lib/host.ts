@@ -63,6 +63,17 @@ export interface HostConsulProps {
   readonly dnsDomain?: string;
   /** Consul's DNS port on the server address. @default 8600 */
   readonly dnsPort?: number;
+  /**
+   * The Consul server enforces ACLs (default deny). Each container that reads Consul then gets
+   * its own read-only token, limited to the KV prefixes its templates render, pushed as a
+   * root-only file; Terraform writes with the token in its environment (`CONSUL_HTTP_TOKEN`),
+   * which needs the rights to write those KV prefixes, register catalog entries and create ACL
+   * policies and tokens. Without ACLs any container can rewrite the KV contract (admin-path
+   * denies, database registrations): turn this off only for a Consul server without ACLs that
+   * nothing untrusted can reach.
+   * @default true
+   */
+  readonly acl?: boolean;
 }
 
 export interface HostProps {
@@ -143,6 +154,7 @@ export class Host {
       datacenter: props.consul?.datacenter ?? props.hostId,
       dnsDomain: props.consul?.dnsDomain ?? "consul",
       dnsPort: props.consul?.dnsPort ?? 8600,
+      acl: props.consul?.acl ?? true,
     };
     this.addresses = new AddressPlan(this, props.dhcpRange ?? DEFAULT_DHCP_RANGE);
   }
@@ -279,6 +291,9 @@ export function validateHostProps(props: HostProps, problems: Problems): void {
       "host.consul.address",
       `must be host:port with a port that is ${PORT_RULE}, got ${JSON.stringify(props.consul.address)}`,
     );
+  }
+  if (props.consul?.acl !== undefined) {
+    problems.check(typeof props.consul.acl === "boolean", "host.consul.acl", `must be true or false, got ${JSON.stringify(props.consul.acl)}`);
   }
   if (props.consul?.dnsPort !== undefined) {
     problems.check(isPort(props.consul.dnsPort), "host.consul.dnsPort", `must be an integer from 1 to 65535, got ${props.consul.dnsPort}`);

@@ -37,7 +37,7 @@ const BINDINGS = [
     major: "2",
     folder: "consul",
     resources: ["consul_acl_policy", "consul_acl_token", "consul_config_entry", "consul_key_prefix", "consul_keys", "consul_node", "consul_prepared_query", "consul_service"],
-    dataSources: ["consul_key_prefix", "consul_keys"],
+    dataSources: ["consul_acl_token_secret_id", "consul_key_prefix", "consul_keys"],
   },
 ];
 

@@ -27,7 +27,7 @@ if (!fs.existsSync(path.join(dist, "lib", "config.js"))) {
 }
 const { loadConfig, DEFAULT_HOST_PARTS } = require(path.join(dist, "lib", "config"));
 const { ValidationError } = require(path.join(dist, "lib", "problems"));
-const { hostFromConfig } = require(path.join(dist, "constructs", "matrix-standalone-stack"));
+const { hostFromConfig } = require(path.join(dist, "constructs", "matrix", "matrix-standalone-stack"));
 
 const file = path.resolve(arg ?? process.env.MATRIX_CONFIG ?? path.join(root, "config", "example.yaml"));
 let config, host;
@@ -84,6 +84,7 @@ const lines = {
   CONSUL_DATACENTER: host.consul.datacenter,
   CONSUL_DNS_PORT: host.consul.dnsPort,
   CONSUL_DNS_DOMAIN: host.consul.dnsDomain,
+  CONSUL_ACL: host.consul.acl ? 1 : 0,
   CONTAINERS: containers.map(([name]) => name).join(" "),
 };
 for (const [k, v] of Object.entries(lines)) console.log(`${k}=${q(v)}`);

@@ -24,7 +24,11 @@
 #      addresses), no NAT; with an IPv6 prefix in the file also <prefix>::<subnet>:1/112 with
 #      ipv6.dhcp.stateful (static IPv6 addresses on NICs need it), no NAT;
 #   7. starts a Consul server agent: datacenter = the file's datacenter (default: host id),
-#      HTTP and DNS on the bridge address only, data in <state>/consul.
+#      HTTP and DNS on the bridge address only, data in <state>/consul. With host.consul.acl
+#      (the default) ACLs are on with default deny: the ACL system is bootstrapped once and
+#      the management token kept root-only in <state>/consul/management-token (export it as
+#      CONSUL_HTTP_TOKEN for cdktf deploy); the agent answers DNS with a token that reads the
+#      catalog only (<state>/consul/dns-token), so HAProxy's lookups keep working.
 # Then it prints what the stack will use. A failed run undoes what that run created.
 #
 # down stops and removes what up recorded as created, in reverse: Consul, the bridge, the
@@ -86,6 +90,9 @@ consul_ours_running() {
     pid_alive "$STATE/consul.pid"
   fi
 }
+MANAGEMENT_TOKEN_FILE="$STATE/consul/management-token"
+# 401 "ACL support disabled" without ACLs; 403 with ACLs on and no token.
+consul_acl_enabled() { [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$CONSUL_URL/v1/acl/policies" 2>/dev/null)" = 403 ]; }
 consul_leader() { curl -fsS -m 3 "$CONSUL_URL/v1/status/leader" 2>/dev/null | grep -q '"[0-9]'; }
 
 # ------------------------------------------------------------------ rollback of this run
@@ -290,6 +297,10 @@ ensure_consul() {
       -bind="$GATEWAY4" -advertise="$GATEWAY4" -client="$GATEWAY4"
       -http-port="$CONSUL_HTTP_PORT" -dns-port="$CONSUL_DNS_PORT" -domain="$CONSUL_DNS_DOMAIN"
       -data-dir="$data" -disable-host-node-id -log-level=warn)
+    if [ "$CONSUL_ACL" = 1 ]; then
+      # Agent tokens set through the API (the DNS token) survive restarts.
+      args+=(-hcl='acl { enabled = true, default_policy = "deny", down_policy = "extend-cache", enable_token_persistence = true }')
+    fi
     if systemd_pid1; then
       log "Consul: starting unit $CONSUL_UNIT (systemd-run)"
       systemd-run --unit="$CONSUL_UNIT" --property=Restart=on-failure "$CONSUL_BIN" "${args[@]}" >/dev/null
@@ -311,6 +322,12 @@ ensure_consul() {
   done
   consul_leader || die "Consul at $CONSUL_URL elected no leader within 30 s (see $STATE/consul/consul.log)"
   log "Consul: leader elected, $CONSUL_URL, DNS $CONSUL_IP:$CONSUL_DNS_PORT ($(elapsed "$t"))"
+  if [ "$CONSUL_ACL" = 1 ]; then
+    consul_acl_enabled || die "the running Consul agent at $CONSUL_URL has ACLs off, and the configuration wants them (host.consul.acl, default true): stop it (npm run host:down) and run host:up again, or set host.consul.acl: false"
+    bash "$ROOT/scripts/consul-acl.sh" --url "$CONSUL_URL" --dir "$STATE/consul" --node "$HOST_ID" | sed 's/^\[consul-acl\]/[host]/' || die "Consul ACL setup failed (above)"
+  elif consul_acl_enabled; then
+    die "the running Consul agent at $CONSUL_URL enforces ACLs, and the configuration turns them off (host.consul.acl: false): the stack would write nothing; remove that setting, or host:down --purge and host:up again"
+  fi
 }
 
 summary_up() {
@@ -319,6 +336,12 @@ summary_up() {
   echo "  LXD            $(lxc query /1.0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["environment"]["server_version"])') at unix://, storage pool $STORAGE_POOL, profiles $PROFILES"
   echo "  bridge         $NETWORK: $GATEWAY4/24 (DHCP .$DHCP_FIRST-.$DHCP_LAST)${GATEWAY6:+, $GATEWAY6/${NETWORK6#*/}}; no NAT, nothing forwarded off this machine"
   echo "  Consul         $CONSUL_URL, datacenter $CONSUL_DATACENTER, DNS $CONSUL_IP:$CONSUL_DNS_PORT, data $STATE/consul"
+  if [ "$CONSUL_ACL" = 1 ]; then
+    echo "  Consul ACLs    on (default deny); before cdktf deploy/destroy (npm run local:deploy does this itself):"
+    echo "                   export CONSUL_HTTP_TOKEN=\"\$(cat $MANAGEMENT_TOKEN_FILE)\""
+  else
+    echo "  Consul ACLs    off (host.consul.acl: false): every container can write Consul's KV"
+  fi
   [ "$PUBLIC_IPV4" = "$GATEWAY4" ] || echo "  note           host.public_ipv4 is $PUBLIC_IPV4: proxy devices listen there; it is not the bridge address"
   echo "  images:"
   local c key img

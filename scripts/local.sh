@@ -14,7 +14,9 @@
 #   providers (from the registry, or the filesystem mirror that TF_CLI_CONFIG_FILE names) and
 #   runs `cdktf deploy`. Then it prints the URLs and how to reach them. The admin password is
 #   $TF_VAR_admin_password; when unset, one is generated once and kept (mode 0600) in
-#   ${MATRIX_LXD_STATE:-/var/lib/matrix-lxd}/local-admin-password.
+#   ${MATRIX_LXD_STATE:-/var/lib/matrix-lxd}/local-admin-password. With host.consul.acl (the
+#   default) Terraform writes to Consul with $CONSUL_HTTP_TOKEN; when unset, with the
+#   management token host:up keeps in <state>/<host id>/consul/management-token.
 # destroy: removes the containers, Consul KV entries and catalog entries, and keeps the data:
 #   the storage volumes (PostgreSQL, Synapse's media and keys, certificates) and the generated
 #   secrets in the Terraform state, so a later deploy finds everything again. `terraform
@@ -67,6 +69,20 @@ admin_password() {
   export TF_VAR_admin_password
 }
 
+# Terraform's Consul token: $CONSUL_HTTP_TOKEN, else the one host:up keeps (ACLs on).
+consul_token() {
+  [ -z "${CONSUL_HTTP_TOKEN:-}" ] || return 0
+  [ -f "$ROOT/dist/lib/config.js" ] || (cd "$ROOT" && npm run --silent build)
+  local facts HOST_ID="" CONSUL_ACL=""
+  facts="$(node "$ROOT/scripts/host-facts.js" "$CONFIG")" || die "cannot read the configuration $CONFIG (problems above)"
+  eval "$(printf '%s\n' "$facts" | grep -E '^(HOST_ID|CONSUL_ACL)=')"
+  [ "$CONSUL_ACL" = 1 ] || return 0
+  local f="$STATE_BASE/$HOST_ID/consul/management-token"
+  [ -s "$f" ] || die "host.consul.acl is on, CONSUL_HTTP_TOKEN is unset and host:up left no token in $f: run npm run host:up, or export CONSUL_HTTP_TOKEN with a token that may write the KV prefixes, the catalog and ACL policies and tokens"
+  CONSUL_HTTP_TOKEN="$(cat "$f")"
+  export CONSUL_HTTP_TOKEN
+  log "Consul ACLs on: Terraform writes with the management token in $f"
+}
 # terraform init in a synthesized stack, with a message that names what is missing.
 check_providers() {
   local dir="$1" out
@@ -83,6 +99,7 @@ cmd_deploy() {
   id="$(project_id)"
   admin_password
   t=$(now_ms); log "1/4 host up"; bash "$ROOT/scripts/host.sh" up "$CONFIG"; log "host ready ($(elapsed "$t"))"
+  consul_token
   t=$(now_ms); log "2/4 images"; bash "$ROOT/scripts/images.sh" "$CONFIG"; log "images ready ($(elapsed "$t"))"
   t=$(now_ms); log "3/4 synth and provider check"
   (cd "$ROOT" && npm run --silent build && node dist/main.js "$CONFIG")
@@ -102,6 +119,7 @@ cmd_destroy() {
   fi
   [ -d "$dir" ] || die "no synthesized stack in $dir"
   admin_password
+  consul_token
   check_providers "$dir"
   local keep targets=()
   if [ "$PURGE" = 1 ]; then

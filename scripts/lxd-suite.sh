@@ -66,14 +66,28 @@ for v in json.load(sys.stdin):
     done
   done
   if [ -f "$ROOT/test/lxd/.suite-state.json" ]; then
-    python3 - "$ROOT/test/lxd/.suite-state.json" <<'PY' || true
-import json, sys, urllib.request
+    # With Consul ACLs on, the management token host:up keeps (CONSUL_HTTP_TOKEN wins).
+    CONSUL_HTTP_TOKEN="${CONSUL_HTTP_TOKEN:-$(cat "$STATE/consul/management-token" 2>/dev/null || true)}" \
+      python3 - "$ROOT/test/lxd/.suite-state.json" <<'PY' || true
+import json, os, sys, urllib.error, urllib.request
 s = json.load(open(sys.argv[1]))
 base = "http://" + s["facts"]["CONSUL_ADDRESS"]
+headers = {"X-Consul-Token": os.environ["CONSUL_HTTP_TOKEN"]} if os.environ.get("CONSUL_HTTP_TOKEN") else {}
+def call(path, method, data=None):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(base + path, data=data, method=method, headers=headers), timeout=5).read()
+    except urllib.error.HTTPError:
+        return None
 for key in s["plan"]["kv"]:
-    urllib.request.urlopen(urllib.request.Request(base + "/v1/kv/" + key, method="DELETE"), timeout=5)
+    call("/v1/kv/" + key, "DELETE")
 for node in {x["node"] for x in s["plan"]["services"]}:
-    urllib.request.urlopen(urllib.request.Request(base + "/v1/catalog/deregister", data=json.dumps({"Node": node}).encode(), method="PUT"), timeout=5)
+    call("/v1/catalog/deregister", "PUT", json.dumps({"Node": node}).encode())
+for token in s["plan"].get("aclTokens", []):
+    call("/v1/acl/token/" + token["accessorId"], "DELETE")
+for policy in s["plan"].get("aclPolicies", []):
+    found = call("/v1/acl/policy/name/" + policy["name"], "GET")
+    if found:
+        call("/v1/acl/policy/" + json.loads(found)["ID"], "DELETE")
 PY
     rm -f "$ROOT/test/lxd/.suite-state.json"
   fi

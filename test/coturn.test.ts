@@ -17,6 +17,8 @@ import {
 import { DUAL_STACK_HOST, firstInstance, hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { checkCloudInit, checkNftables } from "./support/validators";
 import { ConsulDevAgent } from "./support/consul-template-render";
+import { CONSUL_TOKEN_PATH } from "../lib/render/consul-acl";
+import { CONSUL_TEMPLATE_START } from "../lib/render/consul-template";
 
 const SAMPLE_SECRET = "sample-secret-for-tests";
 const CERTS = { sharedCertsVolume: "ingress-proxy-shared-certs" };
@@ -250,7 +252,8 @@ describe("Coturn", () => {
     expect(passwords[0][1]).toMatchObject({ length: 32, special: false });
     const reference = `\${random_password.${passwords[0][0]}.result}`;
     // Pushed root-only by the LXD API, and replaced with a replaced container.
-    const files = Object.values(synthesized.resource.lxd_instance_file) as any[];
+    // Besides the container's own Consul token, one pushed file: the secret.
+    const files = (Object.values(synthesized.resource.lxd_instance_file) as any[]).filter((f) => f.target_path !== CONSUL_TOKEN_PATH);
     expect(files).toEqual([
       expect.objectContaining({ instance: "coturn", target_path: COTURN_SECRET_PATH, content: `static-auth-secret=${reference}\n`, mode: "0600", uid: 0, gid: 0 }),
     ]);
@@ -265,7 +268,7 @@ describe("Coturn", () => {
     const runcmd: string[] = userDataOf(coturn).runcmd;
     const wait = runcmd.findIndex((c) => c.includes(COTURN_SECRET_PATH));
     expect(wait).toBeGreaterThan(0);
-    expect(wait).toBeLessThan(runcmd.findIndex((c) => /consul-template/.test(c) && /start|enable/.test(c)));
+    expect(wait).toBeLessThan(runcmd.indexOf(CONSUL_TEMPLATE_START));
   });
 
   test("coturn runs only with the rendered config, can read the shared keys, and restarts when the certificate changes", () => {

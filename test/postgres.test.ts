@@ -21,6 +21,8 @@ import {
 } from "../lib/render/postgres";
 import { hostStack, kvEntries, synthJson, IPV4_HOST } from "./support/fixtures";
 import { renderSecretsConfig } from "../lib/render/synapse";
+import { CONSUL_TOKEN_PATH } from "../lib/render/consul-acl";
+import { CONSUL_TEMPLATE_START } from "../lib/render/consul-template";
 import { checkCloudInit, checkNftables, synapseVenv } from "./support/validators";
 import { freeLoopbackPorts, renderWithConsul } from "./support/consul-template-render";
 
@@ -137,7 +139,7 @@ describe("Postgres", () => {
     expect(prebuilt.runcmd.join("\n")).not.toContain("curl");
     // The bootstrap runs before consul-template, whose database script needs the server.
     const cmds: string[] = prebuilt.runcmd;
-    expect(cmds.indexOf("/usr/local/sbin/postgres-bootstrap")).toBeLessThan(cmds.findIndex((c) => c.includes("consul-template")));
+    expect(cmds.indexOf("/usr/local/sbin/postgres-bootstrap")).toBeLessThan(cmds.indexOf(CONSUL_TEMPLATE_START));
   });
 
   test("the cluster config is written before the package, so Debian creates no default cluster and nothing starts early", () => {
@@ -207,7 +209,8 @@ describe("PostgresDatabase", () => {
     expect(config).toMatchObject({ length: 32, special: false });
     const reference = `\${random_password.${passwordId}.result}`;
     expect(kvEntries(json)["service/postgres/databases/synapse/password-sha256"]).toBe(`\${sha256(random_password.${passwordId}.result)}`);
-    const files = Object.entries(json.resource.lxd_instance_file) as [string, any][];
+    // Besides the server's own Consul token, one pushed file: the password.
+    const files = (Object.entries(json.resource.lxd_instance_file) as [string, any][]).filter(([, f]) => f.target_path !== CONSUL_TOKEN_PATH);
     expect(files).toHaveLength(1);
     const [fileId, file] = files[0];
     const instanceId = Object.keys(json.resource.lxd_instance)[0];

@@ -1,10 +1,11 @@
 /**
  * Configures the LXD, Consul and random providers of a stack for one host: the LXD provider of
  * the host's major (its remote, and with 3.x the `images` simplestreams remote for stock
- * images; see lxd-dialect.ts) and the Consul server's API.
+ * images; see lxd-dialect.ts) and the Consul server's API. The Consul provider's token is never
+ * in the stack: Terraform reads it from CONSUL_HTTP_TOKEN at plan and apply.
  */
 import { Construct } from "constructs";
-import { TerraformProvider, TerraformStack } from "cdktf";
+import { Annotations, TerraformProvider, TerraformStack } from "cdktf";
 import versions from "../../versions.json";
 import { ConsulProvider } from "../../gen/providers/consul/provider";
 import { RandomProvider } from "@cdktf/provider-random/lib/provider";
@@ -31,6 +32,11 @@ export class HostProviders extends Construct {
       datacenter: host.consul.datacenter,
     });
     this.random = new RandomProvider(this, "random", {});
+    if (host.consul.acl && !process.env.CONSUL_HTTP_TOKEN && !process.env.CONSUL_TOKEN) {
+      Annotations.of(this).addWarning(
+        `host.consul.acl is on and CONSUL_HTTP_TOKEN is unset: deploy and destroy need a Consul token that may write the KV prefixes, the catalog and ACL policies and tokens (on a host made by host:up: export CONSUL_HTTP_TOKEN="$(cat /var/lib/matrix-lxd/${host.hostId}/consul/management-token)"); without one, Consul answers "Permission denied"`,
+      );
+    }
     // terraform_data and the nested-attribute schemas of the LXD provider need a recent CLI;
     // Terraform checks this itself at init and plan.
     TerraformStack.of(this).addOverride("terraform.required_version", `>= ${versions.terraform.minimum}`);

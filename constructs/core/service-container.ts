@@ -13,10 +13,15 @@ import { Construct } from "constructs";
 import { Fn, Token, Tokenization } from "cdktf";
 import { Node } from "../../gen/providers/consul/node";
 import { Service } from "../../gen/providers/consul/service";
+import { AclPolicy } from "../../gen/providers/consul/acl-policy";
+import { AclToken } from "../../gen/providers/consul/acl-token";
+import { DataConsulAclTokenSecretId } from "../../gen/providers/consul/data-consul-acl-token-secret-id";
 import type { Host } from "../../lib/host";
 import type { StaticAddress } from "../../lib/address-plan";
 import { renderCloudInit, CloudInitFile } from "../../lib/render/cloud-init";
 import { renderNftables, FirewallRule } from "../../lib/render/nftables";
+import { ConsulReadAccess, CONSUL_TOKEN_PATH, renderConsulReadPolicy } from "../../lib/render/consul-acl";
+import { WatchedTemplate, consulTemplateFiles } from "../../lib/render/consul-template";
 import { SECRET_MODE_PATTERN, SecretFile, secretsWaitCommand } from "../../lib/render/secret-files";
 import { terraformLiteral } from "../../lib/terraform-literal";
 import { Problems } from "../../lib/problems";
@@ -63,6 +68,16 @@ export interface CatalogService {
   readonly tags?: string[];
 }
 
+/** consul-template in the container: its templates, and what they read from Consul. */
+export interface ContainerConsulTemplate {
+  readonly templates: readonly WatchedTemplate[];
+  /**
+   * The KV prefixes (and catalog) the templates read. With ACLs on the host, the container's
+   * token can read exactly these and write nothing.
+   */
+  readonly reads: ConsulReadAccess;
+}
+
 export interface ServiceContainerProps {
   readonly host: Host;
   /** Container name; prefixed by the project or module id by the caller. */
@@ -90,6 +105,13 @@ export interface ServiceContainerProps {
    * @default none
    */
   readonly secrets?: readonly SecretFile[];
+  /**
+   * consul-template's configuration, templates and unit, written after `files`. With ACLs on
+   * the host (`host.consul.acl`), the container gets a read-only Consul token of its own, as a
+   * pushed secret file that consul-template reads. Starting it is left to `commands`.
+   * @default no consul-template
+   */
+  readonly consulTemplate?: ContainerConsulTemplate;
   /** Commands run once at first boot, after files are written (and the secrets have arrived). @default none */
   readonly commands?: readonly string[];
   /** Ports the service accepts; everything else is dropped. */
@@ -148,7 +170,21 @@ export class ServiceContainer extends Construct {
       problems.check(attached.findIndex((o) => o.name === v.name) === i, `attachVolumes[${i}].name`, `${JSON.stringify(v.name)} is used twice; names must be unique`);
       problems.check(v.path.startsWith("/"), `attachVolumes[${i}].path`, `must be an absolute path, got ${JSON.stringify(v.path)}`);
     });
-    const secrets = props.secrets ?? [];
+    if (props.consulTemplate) {
+      const { keyPrefixes, catalog } = props.consulTemplate.reads;
+      problems.check(keyPrefixes.length > 0 || catalog === true, "consulTemplate.reads", "must name the KV prefixes (or the catalog) the templates read; with Consul ACLs that is all the container's token may read");
+      keyPrefixes.forEach((prefix, i) =>
+        problems.check(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/.test(prefix), `consulTemplate.reads.keyPrefixes[${i}]`, `must be a KV path such as "service/haproxy", got ${JSON.stringify(prefix)}`),
+      );
+    }
+    const consulToken = props.consulTemplate && host.consul.acl ? consulReadToken(this, props.name, props.consulTemplate.reads) : undefined;
+    const secrets = [...(props.secrets ?? []), ...(consulToken ? [{ name: "consul-token", path: CONSUL_TOKEN_PATH, content: consulToken }] : [])];
+    const files = [
+      ...(props.files ?? []),
+      ...(props.consulTemplate
+        ? consulTemplateFiles({ consulAddress: host.consul.address, tokenFile: consulToken && CONSUL_TOKEN_PATH, templates: props.consulTemplate.templates })
+        : []),
+    ];
     secrets.forEach((f, i) => {
       problems.check(/^[a-z0-9][a-z0-9-]*$/.test(f.name), `secrets[${i}].name`, `must be lower-case letters, digits and dashes, got ${JSON.stringify(f.name)}`);
       problems.check(secrets.findIndex((o) => o.name === f.name) === i, `secrets[${i}].name`, `${JSON.stringify(f.name)} is used twice; names must be unique`);
@@ -170,7 +206,7 @@ export class ServiceContainer extends Construct {
     this.userData = renderCloudInit({
       // The stock image has no nftables: without it the container would run with no firewall.
       packages: prebuilt ? [] : [...new Set(["nftables", ...(props.packages ?? [])])],
-      files: [...(props.files ?? []), { path: "/etc/nftables.conf", content: renderNftables({ rules: props.firewall }), permissions: "0755" }],
+      files: [...files, { path: "/etc/nftables.conf", content: renderNftables({ rules: props.firewall }), permissions: "0755" }],
       commands: [
         // LXD writes the user-data seed (secrets included) world-readable; only root needs it.
         "chmod -R go= /var/lib/cloud/seed 2>/dev/null || true",
@@ -286,6 +322,24 @@ export class ServiceContainer extends Construct {
     const own = new Map((this.volumeProps ?? []).map((v) => [`data-${v.name}`, `${this.name}-${v.name}`]));
     return this.devices.map((d) => (own.has(d.name) ? { ...d, properties: { ...d.properties, source: own.get(d.name)! } } : d));
   }
+}
+
+/**
+ * A read-only Consul token for one container: its policy reads what `access` names, and the
+ * token's secret comes from Consul at apply time (it never appears in the synthesized stack).
+ * Policy and token are named after the container, which is unique on the host.
+ */
+function consulReadToken(scope: Construct, containerName: string, access: ConsulReadAccess): string {
+  const policy = new AclPolicy(scope, "consul-policy", {
+    name: `${containerName}-consul-read`,
+    description: `consul-template in the container ${containerName}: read-only`,
+    rules: renderConsulReadPolicy(access),
+  });
+  const token = new AclToken(scope, "consul-token", {
+    description: `consul-template in the container ${containerName}`,
+    policies: [policy.name],
+  });
+  return new DataConsulAclTokenSecretId(scope, "consul-token-secret", { accessorId: token.accessorId }).secretId;
 }
 
 /**

@@ -13,12 +13,12 @@ import { ServiceContainer } from "../core/service-container";
 import { KvEntries } from "../core/kv-entries";
 import type { Host } from "../../lib/host";
 import type { StaticAddress } from "../../lib/address-plan";
-import { kvPaths } from "../../lib/kv";
+import { KV_PREFIX, kvPaths } from "../../lib/kv";
 import { Problems, isResourceName } from "../../lib/problems";
 import { MAX_RELAY_PORTS, TURN_DEFAULT_PORTS, TurnPorts, checkTurnPorts } from "../../lib/rules";
 import { COTURN_RENDERED_PATH, COTURN_SECRET_PATH, coturnCommands, coturnFiles, renderStaticAuthSecret, renderTurnserverTemplate } from "../../lib/render/turnserver";
 import { SHARED_CERT_DIR } from "../../lib/render/certbot";
-import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
+import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload } from "../../lib/render/consul-template";
 
 /** ryo's address for the coturn module. */
 export const COTURN_DEFAULT_HOST_PART = 15;
@@ -126,10 +126,10 @@ export class Coturn extends Construct implements TurnServerRef {
       totalQuota: props.totalQuota,
     });
     // No secret in the template: coturn-prepare appends the pushed secret line before each start.
-    const consulTemplate = consulTemplateFiles({
-      consulAddress: host.consul.address,
+    const consulTemplate = {
       templates: [{ name: "turnserver.conf.ctmpl", template, destination: COTURN_RENDERED_PATH, perms: "0640", command: "systemctl restart coturn.service" }],
-    });
+      reads: { keyPrefixes: [KV_PREFIX.coturn] },
+    };
 
     const { listeningPort, tlsListeningPort, minPort, maxPort } = ports;
     this.container = new ServiceContainer(this, "container", {
@@ -140,7 +140,8 @@ export class Coturn extends Construct implements TurnServerRef {
       image: props.image,
       packages: ["coturn", ...CONSUL_TEMPLATE_PACKAGES],
       stockImageCommands: consulTemplateDownload(),
-      files: [...coturnFiles(), ...consulTemplate],
+      files: coturnFiles(),
+      consulTemplate,
       secrets: [{ name: "static-auth-secret", path: COTURN_SECRET_PATH, content: renderStaticAuthSecret(this.sharedSecret) }],
       commands: [...coturnCommands(), CONSUL_TEMPLATE_START],
       firewall: [

@@ -14,12 +14,12 @@ import type { Host } from "../../lib/host";
 import { addressCidrs, StaticAddress } from "../../lib/address-plan";
 import { Problems, isResourceName } from "../../lib/problems";
 import { INGRESS_PUBLIC_PORTS } from "../../lib/rules";
+import { KV_PREFIX } from "../../lib/kv";
 import type { FirewallRule } from "../../lib/render/nftables";
 import {
   CONSUL_TEMPLATE_PACKAGES,
   CONSUL_TEMPLATE_START,
   consulTemplateDownload,
-  consulTemplateFiles,
 } from "../../lib/render/consul-template";
 import {
   HAPROXY_CERT_DIR,
@@ -148,30 +148,28 @@ export class IngressProxy extends Construct implements IngressProxyRef {
       image: props.image,
       packages: ["haproxy", "certbot", "openssl", "nftables", ...CONSUL_TEMPLATE_PACKAGES],
       stockImageCommands: consulTemplateDownload(),
-      files: [
-        ...certbotFiles(),
-        ...consulTemplateFiles({
-          consulAddress: host.consul.address,
-          templates: [
-            {
-              name: "haproxy.cfg.ctmpl",
-              template: this.haproxyTemplate,
-              destination: HAPROXY_CONFIG_PATH,
-              // Debian's unit checks the configuration before reloading; a bad one keeps the old.
-              command: "systemctl reload-or-restart haproxy.service",
-            },
-            {
-              name: "certbot-issue.sh.ctmpl",
-              template: this.certbotIssueTemplate,
-              destination: CERTBOT_ISSUE_SCRIPT,
-              perms: "0755",
-              // Asynchronous: issuing several certificates can outlast consul-template's command timeout.
-              command: `systemctl start --no-block ${CERTBOT_ISSUE_UNIT}`,
-            },
-            { name: "nftables.conf.ctmpl", template: this.nftablesTemplate, destination: "/etc/nftables.conf", perms: "0755", command: "nft -f /etc/nftables.conf" },
-          ],
-        }),
-      ],
+      files: certbotFiles(),
+      consulTemplate: {
+        templates: [
+          {
+            name: "haproxy.cfg.ctmpl",
+            template: this.haproxyTemplate,
+            destination: HAPROXY_CONFIG_PATH,
+            // Debian's unit checks the configuration before reloading; a bad one keeps the old.
+            command: "systemctl reload-or-restart haproxy.service",
+          },
+          {
+            name: "certbot-issue.sh.ctmpl",
+            template: this.certbotIssueTemplate,
+            destination: CERTBOT_ISSUE_SCRIPT,
+            perms: "0755",
+            // Asynchronous: issuing several certificates can outlast consul-template's command timeout.
+            command: `systemctl start --no-block ${CERTBOT_ISSUE_UNIT}`,
+          },
+          { name: "nftables.conf.ctmpl", template: this.nftablesTemplate, destination: "/etc/nftables.conf", perms: "0755", command: "nft -f /etc/nftables.conf" },
+        ],
+        reads: { keyPrefixes: [KV_PREFIX.haproxy, KV_PREFIX.certbot] },
+      },
       // The fallback certificate exists before HAProxy gets a configuration with `crt`.
       commands: [...certbotCommands(), "systemctl enable haproxy.service", CONSUL_TEMPLATE_START],
       firewall,

@@ -15,6 +15,7 @@
  * superuser, which is safer than ryo's network-reachable superuser password.
  */
 import { Construct } from "constructs";
+import { KV_PREFIX } from "../../lib/kv";
 import { ServiceContainer } from "../core/service-container";
 import { PostgresDatabase, PostgresDatabaseOptions } from "./postgres-database";
 import type { Host } from "../../lib/host";
@@ -32,7 +33,7 @@ import {
   postgresFiles,
   renderPostgresNftablesTemplate,
 } from "../../lib/render/postgres";
-import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload, consulTemplateFiles } from "../../lib/render/consul-template";
+import { CONSUL_TEMPLATE_PACKAGES, CONSUL_TEMPLATE_START, consulTemplateDownload } from "../../lib/render/consul-template";
 
 /** ryo's address for the postgres module. */
 export const POSTGRES_DEFAULT_HOST_PART = 13;
@@ -132,26 +133,26 @@ export class Postgres extends Construct implements PostgresRef {
       stockImageCommands: consulTemplateDownload(),
       files: [
         ...postgresFiles({ listenAddresses, clientCidrs: props.host.networkCidrs, settings: props.settings }),
-        ...consulTemplateFiles({
-          consulAddress: props.host.consul.address,
-          templates: [
-            {
-              name: "nftables.conf.ctmpl",
-              template: renderPostgresNftablesTemplate([]),
-              destination: "/etc/nftables.conf",
-              perms: "0755",
-              command: "nft -f /etc/nftables.conf",
-            },
-            {
-              name: "postgres-databases.json.ctmpl",
-              template: POSTGRES_DATABASES_TEMPLATE,
-              destination: POSTGRES_DATABASES_JSON,
-              perms: "0640",
-              command: POSTGRES_ENSURE_SCRIPT,
-            },
-          ],
-        }),
       ],
+      consulTemplate: {
+        templates: [
+          {
+            name: "nftables.conf.ctmpl",
+            template: renderPostgresNftablesTemplate([]),
+            destination: "/etc/nftables.conf",
+            perms: "0755",
+            command: "nft -f /etc/nftables.conf",
+          },
+          {
+            name: "postgres-databases.json.ctmpl",
+            template: POSTGRES_DATABASES_TEMPLATE,
+            destination: POSTGRES_DATABASES_JSON,
+            perms: "0640",
+            command: POSTGRES_ENSURE_SCRIPT,
+          },
+        ],
+        reads: { keyPrefixes: [KV_PREFIX.postgres] },
+      },
       commands: [...postgresCommands(), CONSUL_TEMPLATE_START],
       // Port 5432 opens only to the clients that registrations name (renderPostgresNftablesTemplate).
       firewall: [],

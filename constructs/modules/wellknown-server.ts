@@ -7,10 +7,10 @@
  * backend through Terraform; the projects route their paths to it. It keeps no data.
  */
 import { Construct } from "constructs";
+import { KV_PREFIX } from "../../lib/kv";
 import type { Host } from "../../lib/host";
 import { Problems, isResourceName } from "../../lib/problems";
 import {
-  consulTemplateFiles,
   consulTemplateDownload,
   CONSUL_TEMPLATE_PACKAGES,
   CONSUL_TEMPLATE_START,
@@ -103,18 +103,18 @@ export class WellknownServer extends Construct implements WellknownRef {
         // nginx serves an empty (all-404) site until consul-template has rendered the real one.
         { path: WELLKNOWN_SITE_PATH, content: renderWellknownSite([]) },
         { path: WELLKNOWN_RELOAD_SCRIPT, content: RELOAD_SCRIPT, permissions: "0755" },
-        ...consulTemplateFiles({
-          consulAddress: props.host.consul.address,
-          templates: [
-            {
-              name: "wellknown-site.ctmpl",
-              template: renderWellknownSiteTemplate(),
-              destination: WELLKNOWN_SITE_PATH,
-              command: WELLKNOWN_RELOAD_SCRIPT,
-            },
-          ],
-        }),
       ],
+      consulTemplate: {
+        templates: [
+          {
+            name: "wellknown-site.ctmpl",
+            template: renderWellknownSiteTemplate(),
+            destination: WELLKNOWN_SITE_PATH,
+            command: WELLKNOWN_RELOAD_SCRIPT,
+          },
+        ],
+        reads: { keyPrefixes: [KV_PREFIX.wellknown] },
+      },
       commands: [
         "rm -f /etc/nginx/sites-enabled/default",
         `ln -sfn ${WELLKNOWN_SITE_PATH} /etc/nginx/sites-enabled/wellknown`,

@@ -22,6 +22,12 @@ export interface WatchedTemplate {
 export interface ConsulTemplateOptions {
   /** `host:port` of the Consul HTTP API. */
   readonly consulAddress: string;
+  /**
+   * File holding the Consul ACL token consul-template reads with (a pushed secret; see
+   * consul-acl.ts). consul-template reads it at start and on every reload.
+   * @default none (the agent's anonymous token: works only on a host without ACLs)
+   */
+  readonly tokenFile?: string;
   readonly templates: readonly WatchedTemplate[];
 }
 
@@ -43,6 +49,7 @@ export function renderConsulTemplateConfig(options: ConsulTemplateOptions): stri
   return [
     "consul {",
     `  address = ${hclString(options.consulAddress)}`,
+    ...(options.tokenFile ? [`  token_file = ${hclString(options.tokenFile)}`] : []),
     "  retry {",
     "    enabled     = true",
     "    attempts    = 0",

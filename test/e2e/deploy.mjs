@@ -23,6 +23,8 @@ import { login, createUserViaAdminApi, readMessages, conversation } from "./supp
 // The test suite's TURN client, compiled by `npm run test:e2e` (test/e2e/tsconfig.json).
 import { TurnClient } from "../../dist-e2e/test/support/turn-client.js";
 
+/** Where each module container's Consul token lands (lib/render/consul-acl.ts). */
+const CONSUL_TOKEN_PATH = "/etc/consul-template/consul-token";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const args = process.argv.slice(2);
 if (args.includes("--help") || args.includes("-h")) {
@@ -192,6 +194,11 @@ async function main() {
     run("npm", ["run", "--silent", "build"], { cwd: ROOT });
   });
   await step("local host up", () => stream("bash", [path.join(ROOT, "scripts", "host.sh"), "up", configFile]).then((r) => assert(r.status === 0, r.tail)));
+  await step("Consul token for Terraform (host.consul.acl)", () => {
+    const token = hostManagementToken();
+    if (token) tfEnv.CONSUL_HTTP_TOKEN = token;
+    log(token ? "Consul ACLs on: Terraform writes with the host's management token" : "Consul ACLs off (host.consul.acl: false)");
+  });
   await step("images (built or reused)", () => stream("bash", [path.join(ROOT, "scripts", "images.sh")]).then((r) => assert(r.status === 0, r.tail)));
 
   fs.rmSync(WORK, { recursive: true, force: true });
@@ -204,6 +211,27 @@ async function main() {
   await step(`cloud-init done in ${containers.length} containers`, async () => {
     await Promise.all(containers.map((c) => waitFor(`cloud-init in ${c}`, async () => (await cloudInitDone(c), true), { timeoutMs: 240_000, intervalMs: 2000 })));
   });
+  if (tfEnv.CONSUL_HTTP_TOKEN) {
+    await step("Consul ACLs: a module container's token reads its own prefix and writes nothing", () => {
+      const consulUrl = `http://${netPart}.1:8500`;
+      const status = (container, method, key, withToken) =>
+        lxcExec(container, [
+          "sh", "-c",
+          `curl -s -o /dev/null -w '%{http_code}' -X ${method} ${method === "PUT" ? "--data rewritten" : ""} ${withToken ? `-H "X-Consul-Token: $(cat ${CONSUL_TOKEN_PATH})"` : ""} ${consulUrl}/v1/kv/${key}`,
+        ]).trim();
+      // The attack of the security issue: rewrite the admin-path deny, take over a database.
+      const ownerKey = `service/postgres/databases/${project.id.replace(/-/g, "_")}_synapse/owner`;
+      for (const c of ["ingress-proxy", "postgres", "wellknown", "coturn"]) {
+        for (const key of ["service/haproxy/deny/matrix-lxd-e2e", ownerKey]) {
+          assert(status(c, "PUT", key, true) === "403", `${c} could write ${key} with its token`);
+          assert(status(c, "PUT", key, false) === "403", `${c} could write ${key} without a token`);
+        }
+      }
+      assert(status("postgres", "GET", "service/haproxy/deny/matrix-lxd-e2e", true) === "403", "postgres's token must not read the proxy's keys");
+      assert(status("postgres", "GET", ownerKey, true) === "200", "postgres's token reads its registrations");
+      assert(status("ingress-proxy", "GET", ownerKey, true) === "403", "the proxy's token must not read the database registrations");
+    });
+  }
 
   await check("no secret is readable by an unprivileged user in any container (files, cloud-init data, /dev/lxd)", () => {
     // Every generated secret from the state, and the admin password.
@@ -377,11 +405,21 @@ async function main() {
     }
     const left = containersOf([`${project.id}-`, "e2e-second-", "ingress-proxy", "postgres", "wellknown", "coturn"]);
     assert(left.length === 0, `containers left: ${left}`);
-    const kv = run("curl", ["-s", `http://${netPart}.1:8500/v1/kv/?keys`], { allowFailure: true }).stdout;
+    const kv = run("curl", ["-s", ...(tfEnv.CONSUL_HTTP_TOKEN ? ["-H", `X-Consul-Token: ${tfEnv.CONSUL_HTTP_TOKEN}`] : []), `http://${netPart}.1:8500/v1/kv/?keys`], { allowFailure: true }).stdout;
     assert(kv.trim() === "" || kv.trim() === "[]", `KV entries left: ${kv}`);
     const after = volumes();
     assert(before.length > 0 && before.every((v) => after.includes(v)), `volumes before ${before}, after ${after}`);
   });
+}
+
+/** The management token host:up keeps for the host (none when host.consul.acl is off). */
+function hostManagementToken() {
+  const facts = run("node", [path.join(ROOT, "scripts", "host-facts.js"), configFile]);
+  const fact = (name) => new RegExp(`^${name}='([^']*)'$`, "m").exec(facts)?.[1];
+  if (fact("CONSUL_ACL") !== "1") return undefined;
+  const file = path.join(process.env.MATRIX_LXD_STATE ?? "/var/lib/matrix-lxd", fact("HOST_ID"), "consul", "management-token");
+  assert(fs.existsSync(file), `host.consul.acl is on and host:up left no management token in ${file}`);
+  return fs.readFileSync(file, "utf8").trim();
 }
 
 function volumes() {

@@ -12,7 +12,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { planFromSynth } from "./support/stack";
-import { CLIENT, Consul, ROOT, STATE_FILE, SUITE_MARKER, SuiteState, createInstance, instanceExists, lxc, must, pushFile, run, waitForCloudInitAsync } from "./support/lxd";
+import { CLIENT, ROOT, STATE_FILE, SUITE_MARKER, SuiteState, createInstance, hostConsul, instanceExists, lxc, must, pushFile, run, waitForCloudInitAsync } from "./support/lxd";
 import { teardownDeployment } from "./support/teardown";
 
 export function hostFacts(config: string): Record<string, string> {
@@ -40,7 +40,7 @@ export default async function globalSetup(): Promise<void> {
   const synthFile = path.join(outdir, "stacks", facts.PROJECT_ID, "cdk.tf.json");
   const plan = planFromSynth(JSON.parse(fs.readFileSync(synthFile, "utf8")));
   fs.rmSync(outdir, { recursive: true, force: true });
-  log(`synthesized ${config}: ${plan.instances.length} containers, ${plan.volumes.length} volumes, ${Object.keys(plan.kv).length} KV entries`);
+  log(`synthesized ${config}: ${plan.instances.length} containers, ${plan.volumes.length} volumes, ${Object.keys(plan.kv).length} KV entries, ${(plan.aclTokens ?? []).length} Consul tokens`);
 
   // Refuse to touch containers the suite did not create.
   const foreign = [...plan.instances.map((i) => i.name), CLIENT].filter(
@@ -56,9 +56,12 @@ export default async function globalSetup(): Promise<void> {
     for (const v of plan.volumes) {
       lxc("storage", "volume", "create", v.pool, v.name, `${SUITE_MARKER}=true`);
     }
-    const consul = new Consul(`http://${facts.CONSUL_ADDRESS}`);
+    const consul = hostConsul(facts);
     for (const [key, value] of Object.entries(plan.kv)) consul.put(key, value);
     for (const s of plan.services) consul.register(s.node, s.address, s);
+    // With host.consul.acl, each consul-template container's read-only token, as Terraform makes them.
+    for (const p of plan.aclPolicies ?? []) consul.createPolicy(p);
+    for (const tk of plan.aclTokens ?? []) consul.createToken(tk);
     log(`volumes, KV and catalog in place (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
     const launched: Record<string, number> = {};

@@ -9,11 +9,14 @@
  *   renderWithConsul(template, kv)            one agent per call
  *   const agent = ConsulDevAgent.start();     one agent for many renders (faster):
  *   agent.render(template, kv); agent.stop();
+ *   const agent = ConsulDevAgent.start({ acl: true });   ACLs on, default deny: the agent's
+ *   own calls use its management token (agent.managementToken); agent.http(…) speaks the API.
  */
 import { spawn, spawnSync, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { randomUUID } from "node:crypto";
 
 const HINT = "consul is Debian bullseye's `consul` package (scripts/toolchain.sh); consul-template installs with `go install github.com/hashicorp/consul-template@v0.42.1` (or point MATRIX_LXD_CONSUL_TEMPLATE at it)";
 const START_TIMEOUT_MS = 30_000;
@@ -78,8 +81,26 @@ export function freeLoopbackPorts(count: number): number[] {
 const liveAgents = new Set<ChildProcess>();
 process.on("exit", () => liveAgents.forEach((a) => a.kill("SIGKILL")));
 
+export interface ConsulDevAgentOptions {
+  /**
+   * Enforce ACLs with a default-deny policy: `true` with a management token of the test's own,
+   * `"unbootstrapped"` with none (the ACL system waits for `consul acl bootstrap`).
+   * @default false
+   */
+  readonly acl?: boolean | "unbootstrapped";
+}
+
+export interface ConsulHttpResponse {
+  readonly status: number;
+  readonly body: string;
+}
+
 export class ConsulDevAgent {
   private readonly consul: string;
+  /** The management token when ACLs are on (and bootstrapped by the agent's configuration). */
+  managementToken?: string;
+  /** The agent's DNS port on 127.0.0.1. */
+  dnsPort = 0;
   private readonly dir: string;
   private written = new Set<string>();
 
@@ -94,11 +115,12 @@ export class ConsulDevAgent {
   }
 
   /** Starts `consul agent -dev` on free loopback ports and waits until its KV store answers. */
-  static start(): ConsulDevAgent {
+  static start(options: ConsulDevAgentOptions = {}): ConsulDevAgent {
     const consul = consulBinary();
     consulTemplateBinary(); // fail before starting anything when the renderer is missing
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "matrix-lxd-consul-"));
     const [http, dns, serfLan, serfWan, server, grpc] = freeLoopbackPorts(6);
+    const management = randomUUID();
     const log = fs.openSync(path.join(dir, "agent.log"), "w");
     const child = spawn(
       consul,
@@ -106,15 +128,23 @@ export class ConsulDevAgent {
         "agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1", `-node=matrix-lxd-test-${process.pid}-${http}`,
         `-http-port=${http}`, `-dns-port=${dns}`, `-serf-lan-port=${serfLan}`, `-serf-wan-port=${serfWan}`,
         `-server-port=${server}`, `-grpc-port=${grpc}`,
+        ...(options.acl === true ? [`-hcl=acl { enabled = true, default_policy = "deny", tokens { master = "${management}" } }`] : []),
+        ...(options.acl === "unbootstrapped" ? ['-hcl=acl { enabled = true, default_policy = "deny", enable_token_persistence = true }'] : []),
       ],
-      { stdio: ["ignore", log, log] },
+      // In its own directory: with enable_token_persistence a dev agent writes acl-tokens.json to its working directory.
+      { stdio: ["ignore", log, log], cwd: dir },
     );
     fs.closeSync(log);
     liveAgents.add(child);
     const agent = new ConsulDevAgent(child, `127.0.0.1:${http}`, dir, consul);
+    if (options.acl === true) agent.managementToken = management;
+    agent.dnsPort = dns;
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
-      const probe = spawnSync(consul, ["kv", "put", `-http-addr=${agent.httpAddress}`, "matrix-lxd-probe", "ready"], { encoding: "utf8", timeout: 5_000 });
+      // Without a token the KV store refuses every write: wait for a leader instead.
+      const probe = options.acl === "unbootstrapped"
+        ? spawnSync("sh", ["-c", `curl -fsS -m 2 http://${agent.httpAddress}/v1/status/leader | grep -q '"[0-9]'`], { encoding: "utf8", timeout: 5_000 })
+        : spawnSync(consul, ["kv", "put", `-http-addr=${agent.httpAddress}`, "matrix-lxd-probe", "ready"], { encoding: "utf8", timeout: 5_000, env: agent.consulEnv() });
       if (probe.status === 0) break;
       if (Date.now() > deadline) {
         const output = fs.readFileSync(path.join(dir, "agent.log"), "utf8");
@@ -123,7 +153,7 @@ export class ConsulDevAgent {
       }
       sleep(200);
     }
-    agent.consulKv(["delete", "matrix-lxd-probe"]);
+    if (options.acl !== "unbootstrapped") agent.consulKv(["delete", "matrix-lxd-probe"]);
     return agent;
   }
 
@@ -131,10 +161,46 @@ export class ConsulDevAgent {
     const r = spawnSync(this.consul, ["kv", ...args.slice(0, 1), `-http-addr=${this.httpAddress}`, ...args.slice(1)], {
       encoding: "utf8",
       input,
+      env: this.consulEnv(),
       timeout: 10_000,
     });
     if (r.status !== 0) throw new Error(`consul kv ${args.join(" ")} failed: ${r.stdout}${r.stderr}`);
     return r.stdout;
+  }
+
+  /** The environment for the consul CLI: the management token when ACLs are on, else none. */
+  private consulEnv(): NodeJS.ProcessEnv {
+    return { ...process.env, CONSUL_HTTP_TOKEN: this.managementToken ?? "" };
+  }
+
+  /** One call of Consul's HTTP API with `token` (none: the anonymous token). */
+  http(method: string, apiPath: string, token?: string, body?: string): ConsulHttpResponse {
+    const args = ["-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", "-X", method, ...(token ? ["-H", `X-Consul-Token: ${token}`] : [])];
+    if (body !== undefined) args.push("--data-binary", "@-");
+    const r = spawnSync("curl", [...args, `http://${this.httpAddress}${apiPath}`], { encoding: "utf8", input: body, timeout: 15_000 });
+    if (r.status !== 0) throw new Error(`curl ${method} ${apiPath} failed: ${r.stderr}`);
+    const cut = r.stdout.lastIndexOf("\n");
+    return { status: Number(r.stdout.slice(cut + 1)), body: r.stdout.slice(0, cut) };
+  }
+
+  /** Runs `consul-template -once` with a whole configuration file (its templates' destinations included). */
+  renderConfig(configHcl: string): void {
+    const work = fs.mkdtempSync(path.join(this.dir, "config-"));
+    const config = path.join(work, "config.hcl");
+    fs.writeFileSync(config, configHcl);
+    const bin = consulTemplateBinary();
+    const args = ["-once", `-config=${config}`, "-log-level=err"];
+    const env = { ...process.env };
+    for (const v of ["CONSUL_HTTP_TOKEN", "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_TOKEN_FILE"]) delete env[v];
+    const r = spawnSync(bin, args, { encoding: "utf8", timeout: RENDER_TIMEOUT_MS, env });
+    if (r.error || r.status !== 0) {
+      throw new Error(`${bin} ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}):\n${r.stdout}${r.stderr}`);
+    }
+  }
+
+  /** A scratch directory of this agent's, removed with it. */
+  scratchDir(): string {
+    return fs.mkdtempSync(path.join(this.dir, "scratch-"));
   }
 
   /** Replaces the whole KV store with `kv` (full key → value). */
@@ -154,7 +220,7 @@ export class ConsulDevAgent {
     fs.writeFileSync(source, template);
     const bin = consulTemplateBinary();
     const args = ["-once", `-consul-addr=${this.httpAddress}`, `-template=${source}:${destination}`, "-log-level=err"];
-    const r = spawnSync(bin, args, { encoding: "utf8", timeout: RENDER_TIMEOUT_MS, env: { ...process.env, CONSUL_HTTP_TOKEN: "" } });
+    const r = spawnSync(bin, args, { encoding: "utf8", timeout: RENDER_TIMEOUT_MS, env: this.consulEnv() });
     if (r.error || r.status !== 0) {
       throw new Error(`${bin} ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}):\n${r.stdout}${r.stderr}`);
     }

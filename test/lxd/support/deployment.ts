@@ -2,7 +2,7 @@
  * The deployment the global setup made, as the tests need it: each component's container
  * name and address, the generated-secret test values, the Consul client.
  */
-import { CLIENT, Consul, SuiteState, curl, readState, run, shIn } from "./lxd";
+import { CLIENT, Consul, SuiteState, curl, hostConsul, readState, run, shIn } from "./lxd";
 
 export type Component = "ingress-proxy" | "postgres" | "wellknown" | "coturn" | "synapse" | "element" | "synapse-admin";
 
@@ -32,7 +32,7 @@ export function deployment(): Deployment {
   };
   return {
     state,
-    consul: new Consul(`http://${f.CONSUL_ADDRESS}`),
+    consul: hostConsul(f),
     publicIp: f.PUBLIC_IPV4,
     gateway: f.GATEWAY4,
     client: CLIENT,

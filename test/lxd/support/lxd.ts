@@ -109,10 +109,18 @@ export function waitForCloudInitAsync(name: string, timeoutMs = 300_000): Promis
 
 /** Consul's HTTP API on the host. */
 export class Consul {
-  constructor(private readonly base: string) {}
+  /** `token`: the management token when the host enforces ACLs (consulToken()). */
+  constructor(
+    private readonly base: string,
+    private readonly token?: string,
+  ) {}
+
+  private get tokenHeader(): string[] {
+    return this.token ? ["-H", `X-Consul-Token: ${this.token}`] : [];
+  }
 
   private curl(method: string, urlPath: string, body?: string): string {
-    const args = ["-fsS", "-m", "10", "-X", method, `${this.base}${urlPath}`];
+    const args = ["-fsS", "-m", "10", ...this.tokenHeader, "-X", method, `${this.base}${urlPath}`];
     if (body !== undefined) args.push("--data-binary", "@-");
     return must("curl", args, { input: body });
   }
@@ -122,7 +130,7 @@ export class Consul {
   }
 
   get(key: string): string | undefined {
-    const r = run("curl", ["-fsS", "-m", "10", `${this.base}/v1/kv/${key}?raw`]);
+    const r = run("curl", ["-fsS", "-m", "10", ...this.tokenHeader, `${this.base}/v1/kv/${key}?raw`]);
     return r.code === 0 ? r.stdout : undefined;
   }
 
@@ -139,6 +147,47 @@ export class Consul {
   deregister(node: string): void {
     this.curl("PUT", "/v1/catalog/deregister", JSON.stringify({ Node: node }));
   }
+
+  createPolicy(policy: { name: string; description: string; rules: string }): void {
+    this.curl("PUT", "/v1/acl/policy", JSON.stringify({ Name: policy.name, Description: policy.description, Rules: policy.rules }));
+  }
+
+  /** A token with the given IDs (Consul accepts caller-chosen ones), as Terraform's would be. */
+  createToken(token: { accessorId: string; secretId: string; description: string; policies: string[] }): void {
+    this.curl(
+      "PUT",
+      "/v1/acl/token",
+      JSON.stringify({ AccessorID: token.accessorId, SecretID: token.secretId, Description: token.description, Policies: token.policies.map((Name) => ({ Name })) }),
+    );
+  }
+
+  /** Deletes the token and the policy if they exist. */
+  deleteAcl(accessorIds: readonly string[], policyNames: readonly string[]): void {
+    for (const id of accessorIds) {
+      if (run("curl", ["-fsS", "-m", "10", ...this.tokenHeader, `${this.base}/v1/acl/token/${id}`]).code === 0) this.curl("DELETE", `/v1/acl/token/${id}`);
+    }
+    for (const name of policyNames) {
+      const r = run("curl", ["-fsS", "-m", "10", ...this.tokenHeader, `${this.base}/v1/acl/policy/name/${name}`]);
+      if (r.code === 0) this.curl("DELETE", `/v1/acl/policy/${JSON.parse(r.stdout).ID}`);
+    }
+  }
+}
+
+/**
+ * The suite's Consul token: $CONSUL_HTTP_TOKEN, else, with host.consul.acl on, the management
+ * token host:up keeps under its state directory; none with ACLs off.
+ */
+export function consulToken(facts: Record<string, string>): string | undefined {
+  if (process.env.CONSUL_HTTP_TOKEN) return process.env.CONSUL_HTTP_TOKEN;
+  if (facts.CONSUL_ACL !== "1") return undefined;
+  const file = path.join(process.env.MATRIX_LXD_STATE ?? "/var/lib/matrix-lxd", facts.HOST_ID, "consul", "management-token");
+  if (!fs.existsSync(file)) throw new Error(`host.consul.acl is on and CONSUL_HTTP_TOKEN is unset, and host:up left no token in ${file}: run npm run host:up`);
+  return fs.readFileSync(file, "utf8").trim();
+}
+
+/** The Consul client of the suite's host, with its token. */
+export function hostConsul(facts: Record<string, string>): Consul {
+  return new Consul(`http://${facts.CONSUL_ADDRESS}`, consulToken(facts));
 }
 
 /** curl from the host; returns status line, headers and body. */

@@ -61,6 +61,29 @@ export interface DeployPlan {
   /** The values that stood in for generated secrets, by Terraform resource id. */
   readonly secrets: Record<string, string>;
   readonly adminPassword: string;
+  /** Consul ACL policies (host.consul.acl), created through the API as Terraform does. */
+  readonly aclPolicies?: PlannedAclPolicy[];
+  /** Consul ACL tokens, with test IDs standing in for the ones Consul generates. */
+  readonly aclTokens?: PlannedAclToken[];
+}
+
+export interface PlannedAclPolicy {
+  readonly name: string;
+  readonly description: string;
+  readonly rules: string;
+}
+
+export interface PlannedAclToken {
+  readonly accessorId: string;
+  readonly secretId: string;
+  readonly description: string;
+  readonly policies: string[];
+}
+
+/** A deterministic UUID for a test token's accessor or secret ID. */
+export function testUuid(id: string, kind: "accessor" | "secret"): string {
+  const h = crypto.createHash("sha256").update(`matrix-lxd test token ${kind} ${id}`).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** A deterministic test value for a random_password of the given length (letters and digits). */
@@ -156,7 +179,7 @@ class Evaluator {
 /** Builds the deploy plan of a synthesized stack (the parsed cdk.tf.json). */
 export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): DeployPlan {
   const resources: Record<string, Record<string, Json>> = tf.resource ?? {};
-  const known = new Set(["consul_keys", "consul_node", "consul_service", "lxd_instance", "lxd_instance_file", "lxd_storage_volume", "random_password", "terraform_data"]);
+  const known = new Set(["consul_acl_policy", "consul_acl_token", "consul_keys", "consul_node", "consul_service", "lxd_instance", "lxd_instance_file", "lxd_storage_volume", "random_password", "terraform_data"]);
   const unknown = Object.keys(resources).filter((t) => !known.has(t));
   if (unknown.length) throw new Error(`resource types the suite cannot create: ${unknown.join(", ")}`);
 
@@ -165,12 +188,21 @@ export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): De
     if (r.special !== false) throw new Error(`random_password.${id}: the suite's test values have no special characters; the stack asks for them`);
     secrets[id] = testSecret(id, r.length);
   }
+  const tokenSecretSources: Record<string, Json> = tf.data?.consul_acl_token_secret_id ?? {};
+  const unknownData = Object.keys(tf.data ?? {}).filter((t) => t !== "consul_acl_token_secret_id");
+  if (unknownData.length) throw new Error(`data source types the suite cannot read: ${unknownData.join(", ")}`);
   const lookup = (traversal: string): Value => {
-    const [type, id, attr, ...rest] = traversal.split(".");
+    const parts = traversal.split(".");
+    if (parts[0] === "data" && parts[1] === "consul_acl_token_secret_id" && parts[3] === "secret_id" && parts.length === 4 && tokenSecretSources[parts[2]]) {
+      const token = /^\$\{consul_acl_token\.([\w-]+)\.accessor_id\}$/.exec(tokenSecretSources[parts[2]].accessor_id)?.[1];
+      if (!token || !resources.consul_acl_token?.[token]) throw new Error(`${traversal}: its accessor_id is not a token of the stack`);
+      return testUuid(token, "secret");
+    }
+    const [type, id, attr, ...rest] = parts;
     if (rest.length) throw new Error(`reference ${traversal} is not supported by the suite`);
     if (type === "var" && id === "admin_password" && attr === undefined) return adminPassword;
     if (type === "random_password" && attr === "result" && id in secrets) return secrets[id];
-    if ((type === "lxd_storage_volume" || type === "consul_node" || type === "lxd_instance") && attr === "name" && resources[type]?.[id]) {
+    if ((type === "lxd_storage_volume" || type === "consul_node" || type === "lxd_instance" || type === "consul_acl_policy") && attr === "name" && resources[type]?.[id]) {
       return evaluator.template(resources[type][id].name);
     }
     throw new Error(`reference ${traversal} is not supported by the suite`);
@@ -215,5 +247,12 @@ export function planFromSynth(tf: Json, adminPassword = TEST_ADMIN_PASSWORD): De
     port: Number(s.port),
     tags: (s.tags ?? []).map(t),
   }));
-  return { volumes, instances, files, kv, services, secrets, adminPassword };
+  const aclPolicies = Object.values(resources.consul_acl_policy ?? {}).map((p) => ({ name: t(p.name), description: t(p.description ?? ""), rules: t(p.rules) }));
+  const aclTokens = Object.entries(resources.consul_acl_token ?? {}).map(([id, r]) => ({
+    accessorId: testUuid(id, "accessor"),
+    secretId: testUuid(id, "secret"),
+    description: t(r.description ?? ""),
+    policies: (r.policies ?? []).map(t),
+  }));
+  return { volumes, instances, files, kv, services, secrets, adminPassword, aclPolicies, aclTokens };
 }

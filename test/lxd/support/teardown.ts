@@ -4,7 +4,7 @@
  * Runs after the tests, after a failed setup, and before a setup (leftovers of an interrupted run).
  */
 import * as fs from "fs";
-import { CLIENT, Consul, STATE_FILE, SUITE_MARKER as MARKER, SuiteState, instanceExists, run } from "./lxd";
+import { CLIENT, STATE_FILE, SUITE_MARKER as MARKER, SuiteState, hostConsul, instanceExists, run } from "./lxd";
 
 export function teardownDeployment(state: SuiteState, options: { quiet?: boolean }): string[] {
   const problems: string[] = [];
@@ -33,11 +33,12 @@ export function teardownDeployment(state: SuiteState, options: { quiet?: boolean
     if (r.code !== 0) problems.push(`volume ${v.pool}/${v.name}: ${r.stderr.trim()}`);
     else note(`deleted volume ${v.pool}/${v.name}`);
   }
-  const consul = new Consul(`http://${state.facts.CONSUL_ADDRESS}`);
   try {
+    const consul = hostConsul(state.facts);
     for (const key of Object.keys(state.plan.kv)) consul.deleteKey(key);
     for (const node of new Set(state.plan.services.map((s) => s.node))) consul.deregister(node);
-    note("removed the plan's Consul KV entries and catalog nodes");
+    consul.deleteAcl((state.plan.aclTokens ?? []).map((t) => t.accessorId), (state.plan.aclPolicies ?? []).map((p) => p.name));
+    note("removed the plan's Consul KV entries, catalog nodes and ACL tokens and policies");
   } catch (err) {
     problems.push(`consul: ${(err as Error).message}`);
   }
