@@ -1,5 +1,6 @@
 /**
- * coturn with a real TURN exchange (support/turn_probe.py) through the public address.
+ * coturn with a real TURN exchange (test/support/turn-client.ts, the client of the unit tests and
+ * the deploy suite) through the public address.
  *
  * TURN: an allocation with credentials derived from the shared secret as Synapse derives them
  * (TURN REST API), refused with a wrong password; then CreatePermission for a public peer
@@ -7,10 +8,9 @@
  * answers only: nothing is ever sent to a peer. (The allocation is IPv4, so the IPv6 ranges
  * are not asked about.)
  */
-import * as path from "path";
 import { SPECIAL_PURPOSE_NETWORKS } from "../../lib/special-networks";
+import { TurnAnswer, TurnClient, restCredentials } from "../support/turn-client";
 import { deployment } from "./support/deployment";
-import { run } from "./support/lxd";
 
 const d = deployment();
 
@@ -25,41 +25,43 @@ function addressIn(cidr: string): string {
 describe("coturn", () => {
   const denied = SPECIAL_PURPOSE_NETWORKS.filter((n) => !n.includes(":"));
   const publicPeer = "1.2.3.4";
-  let result: {
-    allocate: { class: string; code?: number; relayed?: string; realm?: string };
-    wrong_password: { class: string; code?: number };
-    permissions: Record<string, { class: string; code?: number; reason?: string }>;
-  };
+  const result: { allocate?: TurnAnswer; realm?: string; relayed?: string; wrongPassword?: TurnAnswer; permissions: Record<string, TurnAnswer> } = { permissions: {} };
 
-  beforeAll(() => {
-    const port = d.state.plan.kv["service/coturn/listening-port"] ?? "3478";
-    const r = run("python3", [
-      path.join(__dirname, "support", "turn_probe.py"),
-      d.publicIp,
-      port,
-      d.secret("coturn_shared-secret"),
-      `@${d.state.facts.ADMIN_USER}:${d.state.facts.DOMAIN}`,
-      publicPeer,
-      ...denied.map(addressIn),
-    ]);
-    if (r.code !== 0) throw new Error(`turn_probe.py: ${r.stderr}`);
-    result = JSON.parse(r.stdout);
+  beforeAll(async () => {
+    const port = Number(d.state.plan.kv["service/coturn/listening-port"] ?? "3478");
+    const { username, password } = restCredentials(d.secret("coturn_shared-secret"), `@${d.state.facts.ADMIN_USER}:${d.state.facts.DOMAIN}`);
+    const wrong = await TurnClient.connect(d.publicIp, port);
+    try {
+      result.wrongPassword = await wrong.allocate(username, `${password}x`);
+    } finally {
+      await wrong.close();
+    }
+    const turn = await TurnClient.connect(d.publicIp, port);
+    try {
+      result.allocate = await turn.allocate(username, password);
+      result.realm = turn.realm;
+      result.relayed = turn.relayed;
+      for (const peer of [publicPeer, ...denied.map(addressIn)]) result.permissions[peer] = await turn.createPermission(peer);
+    } finally {
+      await turn.close();
+    }
   });
 
   test("an allocation with the shared-secret credentials succeeds and relays on the public address", () => {
-    expect(result.allocate).toMatchObject({ class: "success", realm: d.state.facts.TURN_DOMAIN });
-    expect(result.allocate.relayed).toMatch(new RegExp(`^${d.publicIp.replace(/\./g, "\\.")}:\\d+$`));
+    expect(result.allocate).toEqual({ ok: true });
+    expect(result.realm).toBe(d.state.facts.TURN_DOMAIN);
+    expect(result.relayed).toMatch(new RegExp(`^${d.publicIp.replace(/\./g, "\\.")}:\\d+$`));
   });
 
   test("an allocation with a wrong password is refused (401)", () => {
-    expect(result.wrong_password).toMatchObject({ class: "error", code: 401 });
+    expect(result.wrongPassword).toMatchObject({ ok: false, code: 401 });
   });
 
   test(`a permission for the public peer ${publicPeer} is granted`, () => {
-    expect(result.permissions[publicPeer]).toEqual({ class: "success" });
+    expect(result.permissions[publicPeer]).toEqual({ ok: true });
   });
 
   test.each(denied)("a permission for a peer in the denied range %s is refused (403)", (cidr) => {
-    expect(result.permissions[addressIn(cidr)]).toMatchObject({ class: "error", code: 403 });
+    expect(result.permissions[addressIn(cidr)]).toMatchObject({ ok: false, code: 403 });
   });
 });

@@ -5,7 +5,7 @@
  * this file last.
  */
 import { adminLogin, deployment, eventually } from "./support/deployment";
-import { SUITE_MARKER, createInstance, curl, inContainer, lxc, run, waitForCloudInit } from "./support/lxd";
+import { SUITE_MARKER, createInstance, curl, inContainer, lxc, pushFile, run, waitForCloudInit } from "./support/lxd";
 
 const d = deployment();
 
@@ -29,6 +29,9 @@ describe("persistent volume", () => {
     lxc("delete", pg);
     createInstance({ ...plan, config: { ...plan.config, [SUITE_MARKER]: "true" } });
     lxc("start", pg);
+    // As Terraform does for a replaced container: its secrets (and the registration's database
+    // passwords) are pushed into the new one, whose first boot waits for them.
+    for (const file of d.state.plan.files.filter((f) => f.container === pg)) pushFile(file);
     const boot = waitForCloudInit(pg);
     expect(boot.status).toBe("done");
     expect(inContainer(pg, ["cat", "/var/log/cloud-init-output.log"]).stdout).toMatch(/adopting the existing cluster/);

@@ -125,6 +125,10 @@ export class TurnClient {
   private auth?: { username: string; realm: Buffer; nonce: Buffer; key: Buffer };
   /** The relayed transport address of the allocation. */
   relayed?: string;
+  /** The realm of the server's 401 challenge, once `allocate` has seen it. */
+  get realm(): string | undefined {
+    return this.auth?.realm.toString("utf8");
+  }
 
   private constructor(
     private readonly server: { host: string; port: number },
