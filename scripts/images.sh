@@ -77,11 +77,11 @@ if [ -n "$ONLY" ]; then
 fi
 
 # ------------------------------------------------------------------ pins from the library
-[ -f "$ROOT/dist/constructs/synapse.js" ] || die "dist/ is missing: run npm run build first"
+[ -f "$ROOT/dist/constructs/matrix/synapse.js" ] || die "dist/ is missing: run npm run build first"
 eval "$(node -e '
 const d = process.argv[1];
 const q = (v) => `'"'"'${String(v)}'"'"'`;
-const s = require(d + "/constructs/synapse"), e = require(d + "/constructs/element-web"), a = require(d + "/constructs/synapse-admin");
+const s = require(d + "/constructs/matrix/synapse"), e = require(d + "/constructs/matrix/element-web"), a = require(d + "/constructs/matrix/synapse-admin");
 const v = require(d + "/versions.json");
 console.log(`SYNAPSE_VERSION=${q(s.SYNAPSE_VERSION)}`);
 console.log(`ELEMENT_VERSION=${q(e.ELEMENT_RELEASE.version)} ELEMENT_SHA256=${q(e.ELEMENT_RELEASE.sha256)}`);
