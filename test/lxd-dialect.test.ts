@@ -204,3 +204,29 @@ test("HostProviders writes the provider of the host's major, and nothing else kn
     expect(synthJson(stack).terraform.required_providers.lxd).toEqual({ source: "registry.terraform.io/terraform-lxd/lxd", version: major === 3 ? "3.0.2" : "1.9.1" });
   }
 });
+
+describe("provider 1.x connects once before creating in parallel", () => {
+  test("every LXD resource of a stack waits for the stack's first one; 3.x creates in parallel", () => {
+    const build = (major: LxdProviderMajor) => {
+      const { stack, host } = hostStack(onProvider(major));
+      for (const [name, hostPart] of [["one", 20], ["two", 21], ["three", 22]] as const) {
+        new ServiceContainer(stack, name, {
+          host,
+          name,
+          hostPart,
+          firewall: [],
+          volumes: name === "one" ? [{ name: "data", path: "/srv" }] : [],
+        });
+      }
+      return synthJson(stack);
+    };
+    const v1 = build(1);
+    const lxd = Object.entries<any>({ ...v1.resource.lxd_volume, ...v1.resource.lxd_container });
+    const independent = lxd.filter(([, r]) => !(r.depends_on ?? []).some((d: string) => /^lxd_(volume|container)\./.test(d)));
+    // Exactly one starts alone (the first volume); the three containers wait for it.
+    expect(independent.map(([, r]) => r.name)).toEqual(["one-data"]);
+    expect(lxd.filter(([, r]) => (r.depends_on ?? []).includes(`lxd_volume.${independent[0][0]}`))).toHaveLength(3);
+    const v3 = build(3);
+    for (const r of Object.values<any>({ ...v3.resource.lxd_storage_volume, ...v3.resource.lxd_instance })) expect(r.depends_on).toBeUndefined();
+  });
+});

@@ -15,6 +15,7 @@
  * | replacement trigger | image, user-data and the device set (3.x leaves a removed device block on the container) | image and user-data (1.x removes dropped devices itself) |
  * | devices added from outside the container (TCP listeners) | `lxd_instance_device`, chained per container (parallel ones race with HTTP 412) | joined to the container's own device set when it is in the same stack; refused from another stack (no `lxd_instance_device` in 1.x) |
  * | project | set on every resource | omitted (only "default"; with it set 1.x fails to launch local images) |
+ * | first connection | parallel | every LXD resource of a stack waits for the stack's first one (1.9.1 connects lazily; containers created in parallel before it has connected race for the client and fail with "The source server isn't listening on the network") |
  * | a container's own secret files | `lxd_instance_file`, pushed once the instance runs, again into a replaced one | `file` blocks of `lxd_container`, uploaded before it first starts (1.9.1 deletes an `lxd_container_file` only when its remote is in the lxc client's list, which the provider's own remotes are not until it has connected: replacing such a file failed in a real deploy) |
  * | files pushed into another stack's container (database passwords) | `lxd_instance_file` | `lxd_container_file` |
  * | `/dev/lxd/sock` | `config["security.devlxd"]` | the same (1.x reads `security.` keys back) |
@@ -256,6 +257,24 @@ function v1Remote(host: Host): { scheme: string; address: string; port?: string 
   return { scheme: "unix", address: path === "" ? "/var/lib/lxd/unix.socket" : path };
 }
 
+/**
+ * The first LXD resource of each stack written for 1.x. Provider 1.9.1 creates its client for a
+ * remote on first use; when several containers are created at once before that, two goroutines
+ * create clients of their own and a container's image and instance calls can use different ones,
+ * which LXD then treats as a copy from another server: "The source server isn't listening on the
+ * network" (seen in real deploys, one container in seven, not always the same). Everything else
+ * waits for the first resource, which leaves the client in place.
+ */
+const firstV1Resource = new WeakMap<TerraformStack, ITerraformDependable>();
+
+function afterFirstConnection<T extends ITerraformDependable & { dependsOn?: string[] }>(scope: Construct, resource: T): T {
+  const stack = TerraformStack.of(scope);
+  const first = firstV1Resource.get(stack);
+  if (first === undefined) firstV1Resource.set(stack, resource);
+  else resource.dependsOn = [...(resource.dependsOn ?? []), dependable(first)];
+  return resource;
+}
+
 const v1: LxdDialect = {
   major: 1,
   providerVersion: lxdVersions["1"],
@@ -270,12 +289,15 @@ const v1: LxdDialect = {
     });
   },
   volume(scope, id, host, spec) {
-    return new Volume(scope, id, {
-      name: spec.name,
-      pool: host.lxd.storagePool,
-      target: host.lxd.target,
-      lifecycle: { preventDestroy: spec.protect },
-    });
+    return afterFirstConnection(
+      scope,
+      new Volume(scope, id, {
+        name: spec.name,
+        pool: host.lxd.storagePool,
+        target: host.lxd.target,
+        lifecycle: { preventDestroy: spec.protect },
+      }),
+    );
   },
   instance(scope, id, host, spec) {
     const container = new Container(scope, id, {
@@ -295,7 +317,7 @@ const v1: LxdDialect = {
       lifecycle: { replaceTriggeredBy: [spec.replaceTriggeredBy] },
     });
     container.putDevice(deviceList(spec.devices));
-    return container;
+    return afterFirstConnection(scope, container);
   },
   replaceTriggers() {
     // 1.x deletes the devices of the old set before adding the new ones: devices update in place.
