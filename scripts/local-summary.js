@@ -27,6 +27,6 @@ or ask with curl:  curl --resolve matrix.${d}:443:${ip} -k https://matrix.${d}/_
 Until Let's Encrypt can issue certificates (it cannot without public DNS), the proxy serves a
 self-signed fallback certificate: accept it in the browser, or trust it explicitly.
 
-Tear down: npm run local:destroy        (keeps the data volumes)
-           npm run local:destroy -- --purge && npm run host:down -- --purge   (removes everything)
+Tear down: npm run local:destroy -- ${file}           (keeps the data volumes)
+           npm run local:destroy -- ${file} --purge && npm run host:down -- ${file} --purge   (removes everything)
 `);

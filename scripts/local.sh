@@ -100,7 +100,7 @@ cmd_deploy() {
   admin_password
   t=$(now_ms); log "1/4 host up"; bash "$ROOT/scripts/host.sh" up "$CONFIG"; log "host ready ($(elapsed "$t"))"
   consul_token
-  t=$(now_ms); log "2/4 images"; bash "$ROOT/scripts/images.sh" "$CONFIG"; log "images ready ($(elapsed "$t"))"
+  t=$(now_ms); log "2/4 images"; bash "$ROOT/scripts/images.sh"; log "images ready ($(elapsed "$t"))"
   t=$(now_ms); log "3/4 synth and provider check"
   (cd "$ROOT" && npm run --silent build && node dist/main.js "$CONFIG")
   check_providers "$ROOT/cdktf.out/stacks/$id"
