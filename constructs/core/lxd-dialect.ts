@@ -140,12 +140,17 @@ export interface LxdInstanceFile extends Omit<LxdFileSpec, "dependsOn"> {
   readonly name: string;
 }
 
-const fileCommon = (spec: LxdFileSpec) => ({
+/** A pushed file's content and its secure defaults: root-owned, 0600, parents created. */
+const fileAttributes = (spec: Pick<LxdFileSpec, "content" | "mode" | "uid" | "gid">) => ({
   content: spec.content,
   mode: spec.mode ?? "0600",
   uid: spec.uid ?? 0,
   gid: spec.gid ?? 0,
   createDirectories: true,
+});
+
+const fileCommon = (spec: LxdFileSpec) => ({
+  ...fileAttributes(spec),
   dependsOn: spec.dependsOn,
   lifecycle: spec.replaceTriggeredBy ? { replaceTriggeredBy: [spec.replaceTriggeredBy] } : undefined,
 });
@@ -344,7 +349,7 @@ const v1: LxdDialect = {
     // Uploaded by the create, before the container first starts; a replaced container gets them
     // with it. Read never reports them back, so they cause no drift.
     (instance as Container).putFile(
-      files.map((f) => ({ targetFile: f.path, content: f.content, mode: f.mode ?? "0600", uid: f.uid ?? 0, gid: f.gid ?? 0, createDirectories: true })),
+      files.map((f) => ({ targetFile: f.path, ...fileAttributes(f) })),
     );
     return {};
   },
