@@ -5,6 +5,7 @@
 #   scripts/local.sh deploy  [CONFIG]             (npm run local:deploy)
 #   scripts/local.sh destroy [CONFIG] [--purge]   (npm run local:destroy)
 #   scripts/local.sh destroy --stack-dir DIR      (a stack synthesized elsewhere)
+#   scripts/local.sh init --stack-dir DIR         (only: terraform init there, or say which providers are missing)
 #
 # CONFIG defaults to config/local.yaml: every container from the images `npm run images`
 # builds, the host on the bridge address, so nothing needs the Internet.
@@ -37,7 +38,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 CMD="" CONFIG="" PURGE=0 STACK_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    deploy|destroy) [ -z "$CMD" ] || die "give one of deploy/destroy"; CMD="$1" ;;
+    deploy|destroy|init) [ -z "$CMD" ] || die "give one of deploy/destroy/init"; CMD="$1" ;;
     --purge) PURGE=1 ;;
     --stack-dir) [ $# -ge 2 ] || die "--stack-dir needs a directory"; STACK_DIR="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -89,7 +90,9 @@ check_providers() {
   if ! out="$(cd "$dir" && "$TF" init -input=false -no-color 2>&1)"; then
     echo "$out" | tail -n 12 >&2
     local missing
-    missing="$(echo "$out" | grep -o 'provider registry.terraform.io/[a-z0-9-]*/[a-z0-9-]*' | sort -u | sed 's/^provider //' | tr '\n' ' ')"
+    # Terraform wraps its lines: "… versions for provider\nhashicorp/random: …" or "- registry.terraform.io/ns/name:".
+    missing="$(echo "$out" | tr '\n' ' ' | grep -oE '(for provider|registry\.terraform\.io/)[[:space:]]*[a-z0-9-]+/[a-z0-9-]+:' \
+      | sed -E 's#^(for provider|registry\.terraform\.io/)[[:space:]]*##; s#:$##' | sort -u | tr '\n' ' ' || true)"
     die "terraform init cannot install the providers ${missing:-(see above)}: install them from the registry, or name a filesystem mirror that has them with TF_CLI_CONFIG_FILE"
   fi
 }
@@ -156,6 +159,11 @@ PY
   else
     log "destroyed ${#targets[@]} resources, kept the data ($(elapsed "$T0")); 'npm run local:destroy -- --purge' deletes it"
   fi
+}
+
+cmd_init() {
+  [ -n "$STACK_DIR" ] && [ -f "$STACK_DIR/cdk.tf.json" ] || die "init needs --stack-dir with a synthesized cdk.tf.json"
+  check_providers "$STACK_DIR"
 }
 
 "cmd_$CMD"

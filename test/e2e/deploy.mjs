@@ -166,20 +166,13 @@ function watchAvailability(probe) {
 }
 
 /**
- * Synthesizes a stack in `dir` and runs `terraform init` there first, so that `cdktf deploy`
- * finds the providers and their lock file (cdktf would otherwise ask the registry to lock them).
+ * Synthesizes a stack in `dir` and runs `terraform init` there first (local.sh's check, which
+ * names missing providers), so that `cdktf deploy` finds the providers and their lock file (cdktf
+ * would otherwise ask the registry to lock them).
  */
 function synthAndInit(dir, id) {
   run("node", [path.join(ROOT, "dist", "main.js"), path.join(dir, "matrix.yaml")], { cwd: dir });
-  const init = run(terraform, ["init", "-input=false", "-no-color"], { cwd: stackDir(dir, id), allowFailure: true, env: tfEnv });
-  if (init.status !== 0) {
-    const missing = [...`${init.stdout}${init.stderr}`.matchAll(/provider (registry\.terraform\.io\/[\w-]+\/[\w-]+)/g)].map((m) => m[1]);
-    throw new Error(
-      `terraform init cannot install the providers${missing.length ? ` (${[...new Set(missing)].join(", ")})` : ""}. ` +
-        "Install them from the registry, or name a filesystem mirror that has them with TF_CLI_CONFIG_FILE.\n" +
-        `${init.stderr}`.trim().split("\n").slice(-8).join("\n"),
-    );
-  }
+  run("bash", [path.join(ROOT, "scripts", "local.sh"), "init", "--stack-dir", stackDir(dir, id)], { env: tfEnv });
 }
 
 // ------------------------------------------------------------------ the suite
